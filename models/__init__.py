@@ -1,0 +1,101 @@
+"""The networks ``train.model`` can name, and the one builder the train stage calls.
+
+The registry is plain data so that params can be validated without importing TensorFlow;
+``build_classifier`` imports Keras and the chosen network's module only when called.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+# GoogLeNet's training loss: main + AUX_LOSS_WEIGHT * (aux1 + aux2) (Szegedy et al. 2014).
+AUX_LOSS_WEIGHT = 0.3
+
+
+@dataclass(frozen=True)
+class Network:
+    # Module under models/ defining ``backbone(name, input_shape, weights, *, residual_scale)``:
+    # preprocessed float image -> global-average-pooled features (no top).
+    module: str
+    min_input: int  # smallest square input the network accepts
+    imagenet: bool  # Keras publishes ImageNet weights for it
+    preprocessing: str  # how pixels are scaled: "tf" ([-1, 1]) or "caffe" (BGR, mean-subtracted)
+    # Its residual branches are scaled by build_classifier's ``residual_scale``. False for
+    # Keras' InceptionResNetV2, whose scales Keras fixes at 0.17 / 0.1 / 0.2.
+    residual: bool = False
+    # The backbone also returns two feature maps for auxiliary classifiers (GoogLeNet); the
+    # classifier then has the outputs "predictions", "aux1" and "aux2".
+    aux_heads: bool = False
+
+
+NETWORKS: dict[str, Network] = {
+    "inception_resnet_v2": Network("keras_apps", 75, True, "tf"),
+    "inception_resnet_v1": Network("inception_resnet_v1", 75, False, "tf", residual=True),
+    "inception_v4": Network("inception_v4", 75, False, "tf"),
+    "inception_v3": Network("keras_apps", 75, True, "tf"),
+    # 65: the auxiliary heads' 5x5 pool needs the 4a/4d grid, ceil(input / 16), to be >= 5.
+    "googlenet": Network("googlenet", 65, False, "tf", aux_heads=True),
+    "resnet50": Network("keras_apps", 32, True, "caffe"),
+}
+
+
+def build_classifier(name: str, input_size: int, num_classes: int, *, weights: str | None,
+                     bn_momentum: float, augment: bool, seed: int, dropout: float = 0.0,
+                     residual_scale: float | None = None):
+    """uint8 RGB image -> [augmentation] -> preprocessing -> backbone -> dropout -> softmax.
+
+    The model takes raw uint8 pixels so that training, evaluation and prediction share one
+    preprocessing path, saved inside the .keras file. ``residual_scale`` reaches only the
+    networks with ``Network.residual`` (None: the network's default); the others ignore it.
+    With ``Network.aux_heads`` the model has three float32 softmax outputs, "predictions",
+    "aux1" and "aux2"; otherwise the one output "predictions".
+    """
+    import keras
+
+    from models.layers import ImagePreprocessing, augmentation
+
+    network = NETWORKS[name]
+    module = importlib.import_module(f"models.{network.module}")
+    shape = (input_size, input_size, 3)
+    options = {"residual_scale": residual_scale} if network.residual else {}
+    backbone = module.backbone(name, shape, weights, **options)
+
+    inputs = keras.Input(shape, dtype="uint8", name="image")
+    x = augmentation(seed)(inputs) if augment else inputs
+    x = ImagePreprocessing(network.preprocessing)(x)
+    x = backbone(x)
+    if network.aux_heads:  # [pooled features, inception 4a map, inception 4d map]
+        x, aux1, aux2 = x
+    if dropout:
+        x = keras.layers.Dropout(dropout, seed=seed)(x)
+    # The head stays float32 under mixed precision so that softmax and the loss are stable.
+    outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32",
+                                 name="predictions")(x)
+    if network.aux_heads:
+        outputs = [outputs, module.aux_head(aux1, num_classes, "aux1", seed + 1),
+                   module.aux_head(aux2, num_classes, "aux2", seed + 2)]
+    model = keras.Model(inputs, outputs, name=f"{name}_classifier")
+    for layer in _layers(model):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = bn_momentum
+    return model
+
+
+def _layers(model):
+    """Every layer of ``model``, descending into nested models (backbone, augmentation)."""
+    import keras
+
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _layers(layer)
+
+
+def load_classifier(path):
+    """Load a saved classifier in Keras' safe mode (no arbitrary code from the file)."""
+    import keras
+
+    import models.layers  # noqa: F401 (registers the custom layers the file refers to)
+
+    return keras.saving.load_model(path, safe_mode=True)

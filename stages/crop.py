@@ -1,0 +1,300 @@
+"""crop: every bounding box of every image under ``data.dir`` becomes one crop.
+
+Layout: one folder per class (the folder name is the label). Boxes come from a Pascal VOC XML
+beside each image (``data.annotations: voc``) or from ``<data.dir>/annotations.csv`` with the
+columns path, xmin, ymin, xmax, ymax[, label] (``csv``; paths relative to ``data.dir``, pixel
+edges counted from 0). Images are decoded with their EXIF orientation applied, so boxes refer to
+the picture a viewer shows. Every file found ends up accepted (it gave at least one crop) or in
+the rejects list with its reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import defusedxml.ElementTree as SafeET
+import numpy as np
+from PIL import Image, ImageOps
+
+from stages.errors import PipelineError, run
+from stages.io import atomic_dir, parallel_map, read_csv, worker_count, write_csv, write_json
+from stages.params import load_params
+
+OUT_DIR = Path("data/crops")
+MANIFEST = "manifest.csv"
+MANIFEST_FIELDS = ["crop", "source", "xmin", "ymin", "xmax", "ymax", "label", "source_sha256"]
+REJECTS = Path("metrics/rejects.csv")
+DATA_METRICS = Path("metrics/data.json")
+CSV_ANNOTATIONS = "annotations.csv"
+
+Box = tuple[int, int, int, int]  # xmin, ymin, xmax, ymax: pixel edges, xmax/ymax exclusive
+
+
+class AnnotationError(ValueError):
+    """An annotation that cannot be used; the message is the reject reason."""
+
+
+@dataclass
+class Outcome:
+    """What became of one file: its crops (manifest rows) and its rejected parts."""
+    crops: list[dict] = field(default_factory=list)
+    rejects: list[dict] = field(default_factory=list)
+    clipped: int = 0
+
+
+def parse_voc(xml: bytes) -> list[tuple[str | None, Box]]:
+    """(label, box) for every object of a VOC annotation, converted to 0-based pixel edges.
+
+    VOC counts pixels from 1 with xmax/ymax inclusive, so (1, 1, 10, 10) is the 10x10 square at
+    the top left, which is (0, 0, 10, 10) here. Parsed with defusedxml: entity expansion and
+    external entities are refused.
+    """
+    try:
+        root = SafeET.fromstring(xml)
+    except Exception as err:  # ParseError and defusedxml's refusals alike
+        raise AnnotationError(f"malformed XML ({type(err).__name__}: {err})") from None
+    objects = []
+    for obj in root.iter("object"):
+        bndbox = obj.find("bndbox")
+        if bndbox is None:
+            raise AnnotationError("object without bndbox")
+        values = [_number(bndbox.findtext(tag), tag) for tag in ("xmin", "ymin", "xmax", "ymax")]
+        name = obj.findtext("name")
+        objects.append((name.strip() if name else None,
+                        (round(values[0]) - 1, round(values[1]) - 1,
+                         round(values[2]), round(values[3]))))
+    return objects
+
+
+def _number(text: str | None, name: str) -> float:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise AnnotationError(f"{name}={text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise AnnotationError(f"{name}={text!r} is not a finite number")
+    return value
+
+
+def parse_csv_row(row: dict) -> tuple[str | None, Box]:
+    """(label, box) from one annotations.csv row; coordinates are 0-based pixel edges."""
+    box = tuple(round(_number(row.get(tag), tag)) for tag in ("xmin", "ymin", "xmax", "ymax"))
+    label = (row.get("label") or "").strip() or None
+    return label, box
+
+
+def clip_box(box: Box, width: int, height: int) -> tuple[Box, bool]:
+    """The part of ``box`` inside the image, and whether clipping changed it.
+
+    Raises AnnotationError for a box that is inverted, has no area, or lies wholly outside.
+    """
+    xmin, ymin, xmax, ymax = box
+    if xmax < xmin or ymax < ymin:
+        raise AnnotationError(f"inverted box {box}")
+    if xmax == xmin or ymax == ymin:
+        raise AnnotationError(f"zero-area box {box}")
+    clipped = (max(xmin, 0), max(ymin, 0), min(xmax, width), min(ymax, height))
+    if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
+        raise AnnotationError(f"box {box} lies outside the {width}x{height} image")
+    return clipped, clipped != box
+
+
+def expand_box(box: Box, margin: float, width: int, height: int) -> Box:
+    """``box`` grown by ``margin`` of its width/height on each side, kept inside the image."""
+    xmin, ymin, xmax, ymax = box
+    dx, dy = round((xmax - xmin) * margin), round((ymax - ymin) * margin)
+    return max(xmin - dx, 0), max(ymin - dy, 0), min(xmax + dx, width), min(ymax + dy, height)
+
+
+def decode_image(data: bytes, max_pixels: int) -> Image.Image:
+    """Decode to RGB with EXIF orientation applied; refuse oversized images before decoding."""
+    image = Image.open(io.BytesIO(data))  # reads the header only
+    width, height = image.size
+    if width * height > max_pixels:
+        raise AnnotationError(f"image of {width}x{height} pixels exceeds crop.max_pixels="
+                              f"{max_pixels} (decompression bomb?)")
+    image = ImageOps.exif_transpose(image)
+    return image.convert("RGB")
+
+
+def crop_name(source: str, index: int) -> str:
+    """Crop path for box ``index`` of ``source`` (``class/sub/x.jpg`` -> ``class/sub__x.jpg-0.png``)."""
+    label, *rest = source.split("/")
+    return f"{label}/{'__'.join(rest)}-{index}.png"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One file to crop, with everything a worker process needs."""
+    data_dir: Path
+    source: str  # path relative to data_dir, with "/" separators
+    boxes: tuple | None  # from the CSV; None means read the VOC XML beside the image
+    out_dir: Path
+    margin: float
+    no_box: str
+    max_pixels: int
+
+
+def reject(source: str, reason: str, detail: str = "") -> dict:
+    return {"path": source, "reason": reason, "detail": detail}
+
+
+def crop_file(job: Job) -> Outcome:
+    """Decode one image, read its boxes, and write one PNG per usable box."""
+    outcome = Outcome()
+    folder = job.source.split("/")[0]
+    try:
+        data = (job.data_dir / job.source).read_bytes()
+        image = decode_image(data, job.max_pixels)
+    except AnnotationError as err:
+        outcome.rejects.append(reject(job.source, "image too large", str(err)))
+        return outcome
+    except Exception as err:  # PIL raises many types for files that are not (valid) images
+        outcome.rejects.append(reject(job.source, "unreadable image",
+                                      f"{type(err).__name__}: {err}"))
+        return outcome
+
+    if job.boxes is not None:
+        annotations = list(job.boxes)
+    else:
+        xml_path = (job.data_dir / job.source).with_suffix(".xml")
+        try:
+            annotations = parse_voc(xml_path.read_bytes()) if xml_path.exists() else []
+        except AnnotationError as err:
+            outcome.rejects.append(reject(job.source, "bad annotation", str(err)))
+            return outcome
+
+    if not annotations:
+        if job.no_box == "skip":
+            outcome.rejects.append(reject(job.source, "no box", "crop.no_box=skip"))
+            return outcome
+        annotations = [(None, (0, 0, image.width, image.height))]
+
+    digest = hashlib.sha256(data).hexdigest()
+    for index, (label, box) in enumerate(annotations):
+        if label is not None and label != folder:
+            outcome.rejects.append(reject(job.source, "label mismatch",
+                                          f"box {index} is labelled {label!r} in folder {folder!r}"))
+            continue
+        try:
+            box, was_clipped = clip_box(box, image.width, image.height)
+        except AnnotationError as err:
+            outcome.rejects.append(reject(job.source, "bad box", f"box {index}: {err}"))
+            continue
+        outcome.clipped += was_clipped
+        box = expand_box(box, job.margin, image.width, image.height)
+        name = crop_name(job.source, index)
+        (job.out_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        image.crop(box).save(job.out_dir / name, compress_level=1)
+        outcome.crops.append(dict(zip(MANIFEST_FIELDS, (name, job.source, *box, folder, digest))))
+    return outcome
+
+
+def find_files(data_dir: Path) -> tuple[list[str], list[dict]]:
+    """Candidate images under ``data_dir`` and the files rejected for where they are.
+
+    Annotation files (a VOC XML beside an image, the CSV at the root) are inputs, not items.
+    """
+    candidates, rejects = [], []
+    for path in sorted(p for p in data_dir.rglob("*") if p.is_file() or p.is_symlink()):
+        rel = path.relative_to(data_dir).as_posix()
+        if rel == CSV_ANNOTATIONS or path.suffix.lower() == ".xml" and "/" in rel:
+            continue
+        if "/" not in rel:
+            rejects.append(reject(rel, "not in a class folder"))
+        elif path.is_symlink() and not path.resolve().is_relative_to(data_dir.resolve()):
+            rejects.append(reject(rel, "outside data root", f"symlink to {path.resolve()}"))
+        else:
+            candidates.append(rel)
+    return candidates, rejects
+
+
+def read_csv_boxes(data_dir: Path) -> tuple[dict[str, list], list[dict]]:
+    """Boxes per image path from annotations.csv, and rows rejected with their reason."""
+    csv_path = data_dir / CSV_ANNOTATIONS
+    if not csv_path.is_file():
+        raise PipelineError(f"{csv_path}: missing (data.annotations=csv needs it)")
+    rows = read_csv(csv_path)
+    missing = {"path", "xmin", "ymin", "xmax", "ymax"} - set(rows[0] if rows else ())
+    if missing:
+        raise PipelineError(f"{csv_path}: missing column(s) {', '.join(sorted(missing))}")
+    boxes: dict[str, list] = {}
+    rejects = []
+    root = data_dir.resolve()
+    for line, row in enumerate(rows, start=2):
+        where = f"{CSV_ANNOTATIONS} line {line}"
+        path = row["path"].replace("\\", "/")
+        if not (root / path).resolve().is_relative_to(root):
+            rejects.append(reject(where, "outside data root", f"path {row['path']!r}"))
+            continue
+        try:
+            boxes.setdefault(Path(path).as_posix(), []).append(parse_csv_row(row))
+        except AnnotationError as err:
+            rejects.append(reject(where, "bad box", str(err)))
+    return boxes, rejects
+
+
+def check_data_dir(data_dir: Path) -> None:
+    if not data_dir.is_dir():
+        raise PipelineError(f"data.dir={str(data_dir)!r}: no such folder")
+    if not any(p.is_dir() for p in data_dir.iterdir()):
+        raise PipelineError(f"data.dir={str(data_dir)!r}: no class folders in it "
+                            f"(expected one folder per class)")
+
+
+def quality_metrics(misplaced: int, outcomes: list[Outcome], rejects: list[dict]) -> dict:
+    """Data-quality counts. Every file found is either accepted (it gave at least one crop) or
+    rejected, so files_found = files_accepted + files_rejected; rejects_by_reason counts every
+    reject line, including single boxes of accepted files."""
+    accepted = sum(1 for o in outcomes if o.crops)
+    return {
+        "files_found": misplaced + len(outcomes),
+        "files_accepted": accepted,
+        "files_rejected": misplaced + len(outcomes) - accepted,
+        "crops": sum(len(o.crops) for o in outcomes),
+        "boxes_clipped": sum(o.clipped for o in outcomes),
+        "rejects_by_reason": dict(sorted(Counter(r["reason"] for r in rejects).items())),
+    }
+
+
+def main() -> None:
+    params = load_params()
+    data, cfg = params["data"], params["crop"]
+    data_dir = Path(data["dir"])
+    check_data_dir(data_dir)
+    candidates, rejects = find_files(data_dir)
+    misplaced = len(rejects)
+    csv_boxes = None
+    if data["annotations"] == "csv":
+        csv_boxes, csv_rejects = read_csv_boxes(data_dir)
+        rejects += csv_rejects
+        rejects += [reject(path, "missing image", f"named in {CSV_ANNOTATIONS}")
+                    for path in sorted(set(csv_boxes) - set(candidates))]
+    if not candidates:
+        raise PipelineError(f"data.dir={str(data_dir)!r}: no files in its class folders")
+
+    with atomic_dir(OUT_DIR) as tmp:
+        jobs = [Job(data_dir, rel, None if csv_boxes is None else tuple(csv_boxes.get(rel, ())),
+                    tmp, cfg["margin"], cfg["no_box"], cfg["max_pixels"]) for rel in candidates]
+        outcomes = list(parallel_map(crop_file, jobs, worker_count(data["workers"]), "crop"))
+        manifest = [row for o in outcomes for row in o.crops]
+        rejects += [r for o in outcomes for r in o.rejects]
+        write_csv(REJECTS, ["path", "reason", "detail"], rejects)
+        if not manifest:
+            raise PipelineError(f"data.dir={str(data_dir)!r}: no usable image; reasons in "
+                                f"{REJECTS}")
+        write_csv(tmp / MANIFEST, MANIFEST_FIELDS, manifest)
+    metrics = quality_metrics(misplaced, outcomes, rejects)
+    write_json(DATA_METRICS, metrics)
+    print(f"crop: {metrics['files_found']} files in {data_dir}/: {metrics['files_accepted']} "
+          f"accepted -> {len(manifest)} crops in {OUT_DIR}/, {metrics['files_rejected']} "
+          f"rejected; {len(rejects)} reject lines in {REJECTS}")
+
+
+if __name__ == "__main__":
+    run(main)

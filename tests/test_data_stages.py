@@ -1,0 +1,87 @@
+"""Pure logic of sample, resize, pack and split, and the data stages wired to files."""
+
+import numpy as np
+import pytest
+import yaml
+
+from stages import crop, pack, resize, sample, split
+from stages.pack import class_index
+from stages.resize import resize_image
+from stages.split import ClassTooSmall, stratified_split
+
+
+def test_scene_is_deterministic_and_boxes_hold_the_object():
+    image, objects = sample.render_scene(7, 3, 11, "star", "★")
+    again, objects_again = sample.render_scene(7, 3, 11, "star", "★")
+    assert np.array_equal(np.asarray(image), np.asarray(again)) and objects == objects_again
+    other, _ = sample.render_scene(8, 3, 11, "star", "★")
+    assert not np.array_equal(np.asarray(image), np.asarray(other))
+    for obj in objects:
+        xmin, ymin, xmax, ymax = obj.box
+        assert 0 <= xmin < xmax <= image.width and 0 <= ymin < ymax <= image.height
+        assert obj.label == "star"
+
+
+def test_object_colour_size_and_position_do_not_follow_the_class():
+    """No shortcut: per-class mean box size and colour spread overlap across classes."""
+    stats = []
+    for class_index_, (label, glyph) in enumerate(list(sample.CLASSES.items())[:4]):
+        sizes = [(o.box[2] - o.box[0]) for i in range(40)
+                 for o in sample.render_scene(0, class_index_, i, label, glyph)[1]]
+        stats.append((np.mean(sizes), np.std(sizes)))
+    means = [m for m, _ in stats]
+    assert max(means) - min(means) < min(s for _, s in stats)
+
+
+@pytest.mark.parametrize("shape", [(30, 90, 3), (90, 30, 3), (200, 150, 3), (10, 10, 3)])
+def test_resize_modes(shape):
+    image = np.full(shape, 255, np.uint8)
+    stretched = resize_image(image, 75, "stretch")
+    padded = resize_image(image, 75, "pad")
+    assert stretched.shape == padded.shape == (75, 75, 3)
+    assert stretched.min() == 255
+    if shape[0] != shape[1]:  # the short side is padded with black, the long side filled
+        assert padded.min() == 0 and padded.max() == 255
+        assert padded[37, :].min() == 255 if shape[1] > shape[0] else padded[:, 37].min() == 255
+
+
+def test_class_index_sorts_names():
+    classes, labels = class_index(["b", "a", "고양이", "b"])
+    assert classes == ["a", "b", "고양이"]
+    assert labels.tolist() == [1, 0, 2, 1]
+
+
+def test_stratified_split_covers_every_class_in_every_split():
+    labels = np.repeat(np.arange(5), [3, 4, 10, 20, 50])
+    parts = stratified_split(labels, 0.15, 0.15, seed=1)
+    everything = np.concatenate(list(parts.values()))
+    assert sorted(everything.tolist()) == list(range(len(labels)))  # disjoint and complete
+    for name, idx in parts.items():
+        assert set(labels[idx]) == set(range(5)), name
+    assert np.sum(labels[parts["test"]] == 4) == round(50 * 0.15)
+    assert all(np.array_equal(a, b) for a, b in
+               zip(parts.values(), stratified_split(labels, 0.15, 0.15, seed=1).values()))
+    assert not np.array_equal(parts["test"], stratified_split(labels, 0.15, 0.15, seed=2)["test"])
+
+
+def test_split_refuses_a_class_too_small_to_stratify():
+    with pytest.raises(ClassTooSmall) as err:
+        stratified_split(np.array([0, 0, 0, 1, 1]), 0.2, 0.2, seed=0)
+    assert (err.value.label, err.value.count) == (1, 2)
+
+
+def test_data_stages_end_to_end_without_dvc(in_tmp, default_params):
+    """sample -> crop -> resize -> pack -> split, run as the stage functions."""
+    params = default_params
+    params["sample"].update(classes=3, images_per_class=4)
+    params["data"]["workers"] = 2
+    params["resize"]["size"] = 75
+    (in_tmp / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
+    for stage in (sample, crop, resize, pack, split):
+        stage.main()
+    images = np.load(in_tmp / "data/packed/images.npy", mmap_mode="r")
+    labels = np.load(in_tmp / "data/packed/labels.npy")
+    assert images.dtype == np.uint8 and images.shape[1:] == (75, 75, 3)
+    assert len(images) == len(labels) >= 12 and set(labels.tolist()) == {0, 1, 2}
+    test_idx = np.load(in_tmp / "data/split/test.npy")
+    assert set(labels[test_idx].tolist()) == {0, 1, 2}

@@ -1,0 +1,160 @@
+"""The networks in models/: sizes against the paper's reference figures, grids, the classifier
+contract (one training step each, GoogLeNet's auxiliary outputs), safe-mode reloading, and the
+minimum input sizes params validation relies on."""
+
+import copy
+import functools
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from models import AUX_LOSS_WEIGHT, NETWORKS, build_classifier
+from stages.params import problems
+
+# Keras' saving calls np.array on TensorFlow variables, whose __array__ predates NumPy 2.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
+
+SIZE, CLASSES = 75, 51
+IMAGES = np.random.default_rng(0).integers(0, 256, (2, SIZE, SIZE, 3), dtype=np.uint8)
+LABELS = keras.utils.to_categorical([0, 1], CLASSES)
+BLOCKS = ("stem", "reduction_a", "reduction_b")
+
+
+def _classifier(name, size=SIZE, classes=CLASSES):
+    return build_classifier(name, size, classes, weights=None, bn_momentum=0.9, augment=True,
+                            seed=0)
+
+
+# Building the big networks takes seconds each: build each one once for the whole file.
+@pytest.fixture(scope="module")
+def classifiers():
+    """name -> the network's classifier at 75x75 with 51 classes."""
+    return functools.cache(_classifier)
+
+
+@pytest.fixture(scope="module")
+def classifiers_299():
+    """name -> the network's classifier at 299x299 with 1000 classes (the paper's setting)."""
+    return functools.cache(functools.partial(_classifier, size=299, classes=1000))
+
+
+@pytest.mark.parametrize("name, reference, tolerance", [
+    ("inception_v4", 42_711_400, 0.0),  # TF-slim layout, Keras-style count
+    ("inception_resnet_v1", 22_770_000, 0.01),  # strictly 5x Inception-ResNet-C
+])
+def test_parameter_count_at_299_with_a_1000_class_head(classifiers_299, name, reference,
+                                                        tolerance):
+    # The classifier adds only the Dense(1000) head: preprocessing has no weights.
+    count = classifiers_299(name).count_params()
+    assert abs(count - reference) <= tolerance * reference, count
+
+
+@pytest.mark.parametrize("name", ["inception_v4", "inception_resnet_v1"])
+def test_grids_after_stem_and_reductions(classifiers_299, classifiers, name):
+    def grids(backbone):
+        return [backbone.get_layer(block).output.shape[1:3] for block in BLOCKS]
+
+    assert grids(classifiers_299(name).get_layer(name)) == [(35, 35), (17, 17), (8, 8)]
+    assert grids(classifiers(name).get_layer(name)) == [(7, 7), (3, 3), (1, 1)]
+
+
+@pytest.mark.parametrize("name", list(NETWORKS))
+def test_every_network_trains_one_step_at_75(classifiers, name):
+    model = classifiers(name)
+    # Eagerly: tracing a several-hundred-layer graph costs ten times the one step it runs.
+    if NETWORKS[name].aux_heads:
+        outputs = ["predictions", "aux1", "aux2"]
+        assert model.output_names == outputs
+        model.compile("sgd", run_eagerly=True,
+                      loss={output: "categorical_crossentropy" for output in outputs},
+                      loss_weights={"predictions": 1.0, "aux1": AUX_LOSS_WEIGHT,
+                                    "aux2": AUX_LOSS_WEIGHT})
+        logs = model.train_on_batch(IMAGES, {output: LABELS for output in outputs},
+                                    return_dict=True)
+        expected = logs["predictions_loss"] + AUX_LOSS_WEIGHT * (logs["aux1_loss"]
+                                                                 + logs["aux2_loss"])
+        assert logs["loss"] == pytest.approx(expected, rel=1e-5)
+    else:
+        assert model.output_names == ["predictions"]
+        model.compile("sgd", loss="categorical_crossentropy", run_eagerly=True)
+        logs = model.train_on_batch(IMAGES, LABELS, return_dict=True)
+    assert math.isfinite(logs["loss"])
+    assert all(output.shape == (None, CLASSES) and output.dtype == "float32"
+               for output in model.outputs)
+
+
+def test_batch_norm_momentum_reaches_the_auxiliary_heads(classifiers):
+    model = classifiers("googlenet")
+    assert model.get_layer("aux1_conv_bn").momentum == 0.9
+    assert model.get_layer("googlenet").get_layer("conv1_bn").momentum == 0.9
+
+
+def residual_scales(model, name):
+    return {layer.scale for layer in model.get_layer(name).layers
+            if isinstance(layer, keras.layers.Rescaling)}
+
+
+def test_inception_resnet_v1_reloads_in_safe_mode(classifiers, tmp_path):
+    model = classifiers("inception_resnet_v1")
+    path = tmp_path / "model.keras"
+    model.save(path)
+    reloaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_allclose(reloaded.predict(IMAGES, verbose=0),
+                               model.predict(IMAGES, verbose=0), rtol=1e-5, atol=1e-6)
+    assert residual_scales(reloaded, "inception_resnet_v1") == {0.1}
+
+
+def test_residual_scale_defaults_to_0_1_and_is_settable(classifiers):
+    assert residual_scales(classifiers("inception_resnet_v1"), "inception_resnet_v1") == {0.1}
+    model = build_classifier("inception_resnet_v1", SIZE, CLASSES, weights=None,
+                             bn_momentum=0.9, augment=False, seed=0, residual_scale=0.3)
+    assert residual_scales(model, "inception_resnet_v1") == {0.3}
+
+
+@pytest.mark.parametrize("name", list(NETWORKS))
+def test_one_pixel_below_min_input_fails_to_build(name):
+    with pytest.raises(ValueError):
+        build_classifier(name, NETWORKS[name].min_input - 1, CLASSES, weights=None,
+                         bn_momentum=0.9, augment=False, seed=0)
+
+
+def test_googlenet_builds_at_its_min_input():
+    size = NETWORKS["googlenet"].min_input
+    model = build_classifier("googlenet", size, CLASSES, weights=None, bn_momentum=0.9,
+                             augment=False, seed=0)
+    assert [output.shape for output in model.outputs] == [(None, CLASSES)] * 3
+
+
+def test_backbone_loads_a_weights_file(classifiers, tmp_path):
+    trained = classifiers("googlenet").get_layer("googlenet")
+    path = tmp_path / "googlenet.weights.h5"
+    trained.save_weights(path)
+    model = build_classifier("googlenet", SIZE, CLASSES, weights=str(path), bn_momentum=0.9,
+                             augment=False, seed=1)
+    for loaded, saved in zip(model.get_layer("googlenet").weights, trained.weights, strict=True):
+        np.testing.assert_array_equal(loaded.numpy(), saved.numpy())
+
+
+def with_values(params, values):
+    params = copy.deepcopy(params)
+    for key, value in values.items():
+        group, name = key.split(".")
+        params[group][name] = value
+    return params
+
+
+def test_params_reject_an_input_below_the_minimum(default_params):
+    params = with_values(default_params, {"train.model": "inception_v4", "resize.size": 74})
+    found = problems(params)
+    assert any("inception_v4" in line and "75" in line for line in found), found
+
+
+def test_params_reject_imagenet_weights_for_our_own_networks(default_params):
+    params = with_values(default_params, {"train.model": "inception_v4",
+                                          "train.weights": "imagenet"})
+    found = problems(params)
+    assert any(line.startswith("train.weights=imagenet") and "inception_v4" in line
+               for line in found), found
