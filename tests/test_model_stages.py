@@ -1,0 +1,104 @@
+"""Pure logic of train, evaluate and report: batches, losses, metrics and the report tables."""
+
+import numpy as np
+import pytest
+
+from stages.evaluate import headline_metrics, per_class_rows
+from stages.report import markdown_table, most_confused
+
+
+def test_perfect_and_uniform_predictions_score_as_expected():
+    truth = np.array([0, 1, 2, 2])
+    perfect = np.eye(3)[truth]
+    scores = headline_metrics(perfect, truth)
+    assert scores["top1_accuracy"] == scores["macro_f1"] == scores["top5_accuracy"] == 1.0
+    assert scores["categorical_crossentropy"] < 1e-6
+    uniform = np.full((4, 3), 1 / 3)
+    scores = headline_metrics(uniform, truth)
+    assert scores["categorical_crossentropy"] == pytest.approx(np.log(3))
+
+
+def test_binary_accuracy_of_a_useless_model_is_near_one():
+    """The study's pitfall: all-zero outputs on 51 one-hot classes score 50/51."""
+    truth = np.arange(51)
+    nothing = np.zeros((51, 51))
+    scores = headline_metrics(nothing, truth)
+    assert scores["binary_accuracy"] == pytest.approx(50 / 51)
+    assert scores["top1_accuracy"] <= 1 / 51
+
+
+def test_top5_counts_the_true_class_among_the_five_most_probable():
+    probs = np.array([[0.3, 0.25, 0.2, 0.1, 0.1, 0.05]])
+    assert headline_metrics(probs, np.array([4]))["top5_accuracy"] == 1.0
+    assert headline_metrics(probs, np.array([5]))["top5_accuracy"] == 0.0
+
+
+def test_per_class_error_rate_is_one_minus_recall():
+    truth = np.array([0, 0, 0, 1, 1])
+    probs = np.eye(3)[[0, 0, 1, 1, 1]]
+    rows = {r["class"]: r for r in per_class_rows(probs, truth, ["a", "b", "c"])}
+    assert rows["a"]["error_rate"] == pytest.approx(1 / 3)
+    assert rows["b"]["error_rate"] == 0.0 and rows["b"]["precision"] == pytest.approx(2 / 3)
+    assert rows["c"]["support"] == 0
+
+
+def test_most_confused_pairs_sorted_by_count():
+    predictions = [{"actual": a, "predicted": p} for a, p in
+                   [("x", "y"), ("x", "y"), ("y", "x"), ("z", "z"), ("z", "y")]]
+    assert most_confused(predictions, 2) == [{"actual": "x", "predicted": "y", "count": 2},
+                                             {"actual": "y", "predicted": "x", "count": 1}]
+
+
+def test_markdown_table():
+    assert markdown_table([{"a": 1, "b": "x"}]) == "| a | b |\n|---|---|\n| 1 | x |\n"
+    assert markdown_table([]) == "(none)\n"
+
+
+def test_batches_shuffle_per_epoch_from_the_seed_and_cover_every_index():
+    from stages.training import Batches, epoch_order
+
+    images = np.arange(10 * 2 * 2 * 3, dtype=np.uint8).reshape(10, 2, 2, 3)
+    labels = np.arange(10) % 3
+    indices = np.array([0, 2, 3, 5, 7, 9])
+    batches = Batches(images, labels, indices, 3, batch_size=4, shuffle_seed=1)
+    assert len(batches) == 2
+    seen = []
+    for i in range(len(batches)):
+        x, y = batches[i]
+        assert x.dtype == np.uint8 and y.shape == (len(x), 3)
+        order = [int(np.flatnonzero((images == img).all(axis=(1, 2, 3)))[0]) for img in x]
+        assert (y.argmax(axis=1) == labels[order]).all()
+        seen += order
+    assert sorted(seen) == indices.tolist()
+    first_epoch = batches.order.copy()
+    batches.on_epoch_end()
+    assert not np.array_equal(first_epoch, batches.order)
+    assert np.array_equal(batches.order, epoch_order(indices, 1, 1))
+
+    plain = Batches(images, labels, indices, 3, batch_size=4)
+    assert np.array_equal(plain[0][0], images[[0, 2, 3, 5]])  # evaluation keeps the order
+    multi = Batches(images, labels, indices, 3, batch_size=4,
+                    output_names=("predictions", "aux1", "aux2"))
+    assert set(multi[0][1]) == {"predictions", "aux1", "aux2"}
+
+
+@pytest.mark.parametrize("name, smoothing", [("binary", 0.0), ("categorical", 0.1)])
+def test_losses(name, smoothing):
+    from stages.training import make_loss
+
+    loss = make_loss(name, smoothing)
+    y_true = np.eye(4, dtype=np.float32)[[0, 1]]
+    assert float(loss(y_true, y_true * 0.9 + 0.025)) < float(loss(y_true, np.full((2, 4), 0.25)))
+    assert loss.get_config()["label_smoothing"] == smoothing
+
+
+def test_optimizers_and_schedules():
+    from stages.training import make_optimizer
+
+    rmsprop = make_optimizer("rmsprop", 0.045, "exponential", steps_per_epoch=10, epochs=8)
+    assert rmsprop.rho == 0.9 and rmsprop.epsilon == 1.0
+    schedule = rmsprop.learning_rate if callable(rmsprop.learning_rate) else rmsprop._learning_rate
+    assert float(schedule(19)) == pytest.approx(0.045)  # staircase: unchanged within two epochs
+    assert float(schedule(20)) == pytest.approx(0.045 * 0.94)
+    cosine = make_optimizer("adam", 0.001, "cosine", steps_per_epoch=10, epochs=2)._learning_rate
+    assert float(cosine(20)) == pytest.approx(0.0, abs=1e-9)
