@@ -50,6 +50,9 @@ class Repo:
                     "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
                     "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com"}
         self.run("git", "init", "-q", "-b", "main")
+        # DVC's own experiment commits read the identity from git config, not the environment.
+        self.run("git", "config", "user.name", "test")
+        self.run("git", "config", "user.email", "test@example.com")
         self.commit("project")
 
     def run(self, *args: str) -> str:
