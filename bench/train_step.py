@@ -1,39 +1,77 @@
-"""Seconds per forward and forward+backward pass of Keras' InceptionResNetV2 at 75x75, batch 64.
+"""Seconds per batch of 64 for Keras' InceptionResNetV2 at 75x75 on this machine's CPU.
 
-    TF_ENABLE_ONEDNN_OPTS=0 python bench/train_step.py
-    TF_ENABLE_ONEDNN_OPTS=1 python bench/train_step.py
+    TF_ENABLE_ONEDNN_OPTS=0 python bench/train_step.py passes
+    TF_ENABLE_ONEDNN_OPTS=1 python bench/train_step.py passes
+    python bench/train_step.py fit          # the train stage's step, jit_compile=False
+    python bench/train_step.py fit-xla      # the same with Keras' default XLA compilation
 
-Run both lines, one after the other, to compare TensorFlow's default kernels with oneDNN's on
-the same machine (stages/__init__.py turns oneDNN on for the pipeline). Each pass is traced
-once, then timed three times; the median is printed.
+``passes``: a forward pass and a forward+backward pass of the bare network under tf.function;
+run it with both values of TF_ENABLE_ONEDNN_OPTS, one after the other, to compare TensorFlow's
+default kernels with oneDNN's. ``fit`` / ``fit-xla``: the classifier the train stage builds,
+compiled as it compiles it (Adam, binary cross-entropy), through ``train_on_batch``; importing
+``stages`` turns oneDNN on as the pipeline does. Every measurement prints the first call
+(tracing and compiling included) and the median of the timed calls after it.
 """
 
 import os
+import sys
 import time
+from pathlib import Path
 
-import keras
-import numpy as np
-import tensorflow as tf
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-model = keras.applications.InceptionResNetV2(include_top=False, weights=None,
-                                             input_shape=(75, 75, 3), pooling="avg")
-images = tf.random.uniform((64, 75, 75, 3))
+import stages  # noqa: E402,F401 (sets TF_ENABLE_ONEDNN_OPTS unless already set)
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
-
-def forward_backward(x):
-    with tf.GradientTape() as tape:
-        y = tf.reduce_sum(model(x, training=True))
-    return tape.gradient(y, model.trainable_variables)
+BATCH, SIZE, CLASSES = 64, 75, 51
 
 
-passes = {"inference": tf.function(lambda x: model(x, training=False)),
-          "forward+backward": tf.function(forward_backward)}
-for name, step in passes.items():
-    step(images)  # trace
+def timed(label: str, step, repeats: int) -> None:
+    start = time.perf_counter()
+    step()
+    first = time.perf_counter() - start
     times = []
-    for _ in range(3):
+    for _ in range(repeats):
         start = time.perf_counter()
-        step(images)
+        step()
         times.append(time.perf_counter() - start)
-    print(f"TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset')} {name}: "
-          f"median {np.median(times):.2f} s per batch of 64")
+    median = float(np.median(times))
+    print(f"{label}: first call {first:.1f} s, then median {median:.2f} s per batch "
+          f"({BATCH / median:.1f} images/s, {repeats} calls)", flush=True)
+
+
+def passes() -> None:
+    model = keras.applications.InceptionResNetV2(include_top=False, weights=None,
+                                                 input_shape=(SIZE, SIZE, 3), pooling="avg")
+    images = tf.random.uniform((BATCH, SIZE, SIZE, 3))
+
+    def forward_backward(x):
+        with tf.GradientTape() as tape:
+            y = tf.reduce_sum(model(x, training=True))
+        return tape.gradient(y, model.trainable_variables)
+
+    onednn = f"TF_ENABLE_ONEDNN_OPTS={os.environ['TF_ENABLE_ONEDNN_OPTS']}"
+    inference = tf.function(lambda x: model(x, training=False))
+    timed(f"{onednn} inference", lambda: inference(images), 3)
+    train = tf.function(forward_backward)
+    timed(f"{onednn} forward+backward", lambda: train(images), 3)
+
+
+def fit(jit_compile: bool) -> None:
+    from models import build_classifier
+
+    model = build_classifier("inception_resnet_v2", SIZE, CLASSES, weights=None,
+                             bn_momentum=0.9, augment=True, seed=0)
+    model.compile(keras.optimizers.Adam(1e-3), "binary_crossentropy", jit_compile=jit_compile)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (BATCH, SIZE, SIZE, 3), dtype=np.uint8)
+    labels = np.eye(CLASSES, dtype=np.float32)[rng.integers(0, CLASSES, BATCH)]
+    timed(f"train_on_batch, jit_compile={jit_compile}",
+          lambda: model.train_on_batch(images, labels), 4)
+
+
+if __name__ == "__main__":
+    mode = sys.argv[1] if len(sys.argv) > 1 else "passes"
+    {"passes": passes, "fit": lambda: fit(False), "fit-xla": lambda: fit(True)}[mode]()

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import defusedxml.ElementTree as SafeET
-import numpy as np
 from PIL import Image, ImageOps
 
 from stages.errors import PipelineError, run
@@ -123,7 +122,7 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
 
 
 def crop_name(source: str, index: int) -> str:
-    """Crop path for box ``index`` of ``source`` (``class/sub/x.jpg`` -> ``class/sub__x.jpg-0.png``)."""
+    """Crop path for box ``index`` of ``source``: ``c/sub/x.jpg`` -> ``c/sub__x.jpg-0.png``."""
     label, *rest = source.split("/")
     return f"{label}/{'__'.join(rest)}-{index}.png"
 
@@ -178,8 +177,8 @@ def crop_file(job: Job) -> Outcome:
     digest = hashlib.sha256(data).hexdigest()
     for index, (label, box) in enumerate(annotations):
         if label is not None and label != folder:
-            outcome.rejects.append(reject(job.source, "label mismatch",
-                                          f"box {index} is labelled {label!r} in folder {folder!r}"))
+            detail = f"box {index} is labelled {label!r} in folder {folder!r}"
+            outcome.rejects.append(reject(job.source, "label mismatch", detail))
             continue
         try:
             box, was_clipped = clip_box(box, image.width, image.height)
@@ -191,7 +190,8 @@ def crop_file(job: Job) -> Outcome:
         name = crop_name(job.source, index)
         (job.out_dir / name).parent.mkdir(parents=True, exist_ok=True)
         image.crop(box).save(job.out_dir / name, compress_level=1)
-        outcome.crops.append(dict(zip(MANIFEST_FIELDS, (name, job.source, *box, folder, digest))))
+        outcome.crops.append(dict(zip(MANIFEST_FIELDS, (name, job.source, *box, folder, digest),
+                                       strict=True)))
     return outcome
 
 

@@ -14,7 +14,8 @@ import numpy as np
 
 from stages.crop import MANIFEST
 from stages.errors import PipelineError, run
-from stages.io import atomic_path, parallel_map, read_csv, save_npy, worker_count, write_csv, write_json
+from stages.io import (atomic_path, parallel_map, read_csv, save_npy, worker_count, write_csv,
+                       write_json)
 from stages.params import load_params
 from stages.resize import OUT_DIR as RESIZED_DIR
 from stages.resize import read_image

@@ -52,21 +52,22 @@ def save_figure(fig: Figure, path: Path) -> None:
         fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
 
 
+# (DVCLive metric, panel, colour, legend name); binary accuracy faded, as the misleading one.
+CURVES = (("accuracy", 0, "C0", "top-1 accuracy"), ("binary_accuracy", 0, "C3", "binary accuracy"),
+          ("loss", 1, "C0", "loss"))
+
+
 def plot_curves(path: Path) -> None:
-    """Top-1 accuracy and loss per epoch, train vs validation; binary accuracy dashed."""
+    """Top-1 accuracy and loss per epoch, train (solid) vs validation (dashed)."""
     fig = Figure(figsize=(12, 4.5))
-    acc_ax, loss_ax = fig.subplots(1, 2)
-    for split, style in (("train", "-"), ("eval", "--")):
-        label = "train" if split == "train" else "validation"
-        for metric, ax, colour in (("accuracy", acc_ax, "C0"), ("binary_accuracy", acc_ax, "C3"),
-                                   ("loss", loss_ax, "C0")):
+    acc_ax, loss_ax = axes = fig.subplots(1, 2)
+    for split, style, split_name in (("train", "-", "train"), ("eval", "--", "validation")):
+        for metric, panel, colour, name in CURVES:
             curve = read_curve(split, metric)
             if curve is not None:
-                name = {"accuracy": "top-1 accuracy", "binary_accuracy": "binary accuracy",
-                        "loss": "loss"}[metric]
-                ax.plot(curve["step"] + 1, curve[metric], style, color=colour,
-                        alpha=0.5 if metric == "binary_accuracy" else 1.0,
-                        label=f"{name} ({label})", marker="o", markersize=3)
+                axes[panel].plot(curve["step"] + 1, curve[metric], style, color=colour,
+                                 alpha=0.5 if metric == "binary_accuracy" else 1.0,
+                                 label=f"{name} ({split_name})", marker="o", markersize=3)
     acc_ax.set(title="Accuracy", xlabel="epoch", ylim=(0, 1.02))
     loss_ax.set(title="Loss (the training loss)", xlabel="epoch")
     for ax in (acc_ax, loss_ax):

@@ -131,14 +131,15 @@ def voc_xml(filename: str, folder: str, size: tuple[int, int], objects: list[Obj
     ET.SubElement(root, "folder").text = folder
     ET.SubElement(root, "filename").text = filename
     size_el = ET.SubElement(root, "size")
-    for tag, value in zip(("width", "height", "depth"), (*size, 3)):
+    for tag, value in zip(("width", "height", "depth"), (*size, 3), strict=True):
         ET.SubElement(size_el, tag).text = str(value)
     for obj in objects:
         obj_el = ET.SubElement(root, "object")
         ET.SubElement(obj_el, "name").text = obj.label
         box_el = ET.SubElement(obj_el, "bndbox")
         xmin, ymin, xmax, ymax = obj.box
-        for tag, value in zip(("xmin", "ymin", "xmax", "ymax"), (xmin + 1, ymin + 1, xmax, ymax)):
+        voc_box = (xmin + 1, ymin + 1, xmax, ymax)
+        for tag, value in zip(("xmin", "ymin", "xmax", "ymax"), voc_box, strict=True):
             ET.SubElement(box_el, tag).text = str(value)
     ET.indent(root)
     return ET.tostring(root, encoding="utf-8", xml_declaration=True)
@@ -163,7 +164,8 @@ def main() -> None:
             (tmp / label).mkdir()
         jobs = [(tmp, cfg["seed"], c, i, label, glyph)
                 for c, (label, glyph) in enumerate(classes) for i in range(cfg["images_per_class"])]
-        for _ in parallel_map(_write_image, jobs, worker_count(params["data"]["workers"]), "sample"):
+        workers = worker_count(params["data"]["workers"])
+        for _ in parallel_map(_write_image, jobs, workers, "sample"):
             pass
     print(f"sample: wrote {len(jobs)} images of {len(classes)} classes to {OUT_DIR}/")
 

@@ -43,7 +43,8 @@ def stratified_split(labels: np.ndarray, val: float, test: float, seed: int
         parts["val"].append(members[:n_val])
         parts["test"].append(members[n_val:n_val + n_test])
         parts["train"].append(members[n_val + n_test:])
-    return {name: np.sort(np.concatenate(chunks)).astype(np.int64) for name, chunks in parts.items()}
+    return {name: np.sort(np.concatenate(chunks)).astype(np.int64)
+            for name, chunks in parts.items()}
 
 
 def main() -> None:

@@ -44,7 +44,8 @@ class Batches(keras.utils.PyDataset):
     def __getitem__(self, i):
         batch = self.order[i * self.batch_size:(i + 1) * self.batch_size]
         if self.shuffle_seed is not None:
-            batch = np.sort(batch)  # sequential reads on the memory map; order within a batch is irrelevant
+            # Sequential reads on the memory map; the order within a batch does not matter.
+            batch = np.sort(batch)
         one_hot = np.eye(self.num_classes, dtype=np.float32)[self.labels[batch]]
         if len(self.output_names) == 1:
             return self.images[batch], one_hot
@@ -100,7 +101,8 @@ def compile_model(model: keras.Model, optimizer, loss: keras.losses.Loss,
         losses = {name: loss for name in names}
         weights = {name: 1.0 if name == "predictions" else aux_loss_weight for name in names}
         metric_map = {"predictions": metrics()}
-    # XLA ("auto" in Keras) compiles IR-v2 for minutes on CPU and then runs slower.
+    # No XLA (Keras' "auto"): with oneDNN on it was no faster here and compiled 10 s longer
+    # (bench/train_step.py, BENCHMARKS.md).
     model.compile(optimizer=optimizer, loss=losses, loss_weights=weights, metrics=metric_map,
                   jit_compile=False)
 

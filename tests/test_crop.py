@@ -1,5 +1,6 @@
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -34,7 +35,8 @@ def test_bad_voc_is_an_annotation_error(xml, reason):
 def test_csv_row_label_is_optional():
     assert parse_csv_row({"path": "a/b.jpg", "xmin": "1", "ymin": "2", "xmax": "3.4",
                           "ymax": "5"}) == (None, (1, 2, 3, 5))
-    assert parse_csv_row({"xmin": "1", "ymin": "2", "xmax": "3", "ymax": "5", "label": "a"})[0] == "a"
+    row = {"xmin": "1", "ymin": "2", "xmax": "3", "ymax": "5", "label": "a"}
+    assert parse_csv_row(row)[0] == "a"
 
 
 def test_clip_box():
@@ -62,7 +64,7 @@ def write_image(path, size=(60, 40), colour=(200, 30, 30)):
 
 
 def write_params(root, **overrides):
-    params = yaml.safe_load((crop.Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
     params["data"]["dir"] = "raw"
     params["data"]["workers"] = 1
     for key, value in overrides.items():

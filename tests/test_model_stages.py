@@ -38,7 +38,8 @@ def test_per_class_error_rate_is_one_minus_recall():
     probs = np.eye(3)[[0, 0, 1, 1, 1]]
     rows = {r["class"]: r for r in per_class_rows(probs, truth, ["a", "b", "c"])}
     assert rows["a"]["error_rate"] == pytest.approx(1 / 3, abs=1e-4)
-    assert rows["b"]["error_rate"] == 0.0 and rows["b"]["precision"] == pytest.approx(2 / 3, abs=1e-4)
+    assert rows["b"]["error_rate"] == 0.0
+    assert rows["b"]["precision"] == pytest.approx(2 / 3, abs=1e-4)
     assert rows["c"]["support"] == 0
 
 
