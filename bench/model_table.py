@@ -15,10 +15,10 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
-from models import NETWORKS, build_classifier  # noqa: E402
+from models import NETWORKS, build_classifier
 
 
 def multiply_adds(model: keras.Model) -> int:

@@ -22,7 +22,7 @@ def conv_bn(x, filters, kernel, strides=1, padding="same", *, name: str):
     return layers.ReLU(name=name)(x)
 
 
-def reduction_a(x, k, l, m, n, *, name: str):  # noqa: E741 (the paper's names)
+def reduction_a(x, k, l, m, n, *, name: str):
     """Figure 7: 35x35 -> 17x17; the filter counts k, l, m, n differ per network (Table 1)."""
     pool = layers.MaxPooling2D(3, strides=2, padding="valid", name=f"{name}_pool")(x)
     b1 = conv_bn(x, n, 3, strides=2, padding="valid", name=f"{name}_b1")

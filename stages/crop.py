@@ -13,12 +13,14 @@ from __future__ import annotations
 import hashlib
 import io
 import math
-from collections import Counter
+import unicodedata
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import defusedxml.ElementTree as SafeET
-from PIL import Image, ImageOps
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from stages.errors import PipelineError, run
 from stages.io import atomic_dir, parallel_map, read_csv, worker_count, write_csv, write_json
@@ -28,10 +30,15 @@ OUT_DIR = Path("data/crops")
 MANIFEST = "manifest.csv"
 MANIFEST_FIELDS = ["crop", "source", "xmin", "ymin", "xmax", "ymax", "label", "source_sha256"]
 REJECTS = Path("metrics/rejects.csv")
+DUPLICATES = Path("metrics/duplicates.csv")
 DATA_METRICS = Path("metrics/data.json")
 CSV_ANNOTATIONS = "annotations.csv"
 
 Box = tuple[int, int, int, int]  # xmin, ymin, xmax, ymax: pixel edges, xmax/ymax exclusive
+
+# crop.max_pixels replaces PIL's fixed limit (which raises beyond 179 MP): decode_image checks
+# the size from the header against it.
+Image.MAX_IMAGE_PIXELS = None
 
 
 class AnnotationError(ValueError):
@@ -44,6 +51,7 @@ class Outcome:
     crops: list[dict] = field(default_factory=list)
     rejects: list[dict] = field(default_factory=list)
     clipped: int = 0
+    relabelled: int = 0
 
 
 def parse_voc(xml: bytes) -> list[tuple[str | None, Box]]:
@@ -110,15 +118,40 @@ def expand_box(box: Box, margin: float, width: int, height: int) -> Box:
     return max(xmin - dx, 0), max(ymin - dy, 0), min(xmax + dx, width), min(ymax + dy, height)
 
 
+def crop_region(box: Box, margin: float, width: int, height: int) -> tuple[Box, bool]:
+    """The pixels cropped for ``box`` (clipped, then widened by ``margin``) and whether it was
+    clipped; shared with the predict stage so that it crops as training did."""
+    box, was_clipped = clip_box(box, width, height)
+    return expand_box(box, margin, width, height), was_clipped
+
+
 def decode_image(data: bytes, max_pixels: int) -> Image.Image:
-    """Decode to RGB with EXIF orientation applied; refuse oversized images before decoding."""
-    image = Image.open(io.BytesIO(data))  # reads the header only
+    """Decode to RGB with EXIF orientation applied; refuse oversized images before decoding.
+
+    The format comes from the content, not the file name. PIL cannot decode part of a JPEG or
+    PNG, so a big image is decoded whole, but only once: no extra copy when it is already RGB
+    and upright.
+    """
+    try:
+        image = Image.open(io.BytesIO(data))  # reads the header only
+    except UnidentifiedImageError:
+        # PIL's own message holds a memory address, which would make rejects.csv vary by run.
+        raise UnidentifiedImageError("not an image format PIL reads") from None
     width, height = image.size
     if width * height > max_pixels:
         raise AnnotationError(f"image of {width}x{height} pixels exceeds crop.max_pixels="
                               f"{max_pixels} (decompression bomb?)")
-    image = ImageOps.exif_transpose(image)
-    return image.convert("RGB")
+    ImageOps.exif_transpose(image, in_place=True)
+    image.load()  # a truncated file fails here, not halfway through its boxes
+    if image.mode == "I" or image.mode.startswith("I;16"):
+        return grey16_to_rgb(image)
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def grey16_to_rgb(image: Image.Image) -> Image.Image:
+    """16-bit greyscale scaled to 8 bits (value / 257, rounded): PIL's convert clips at 255."""
+    values = np.clip(np.asarray(image), 0, 65535).astype(np.uint32)
+    return Image.fromarray(((values + 128) // 257).astype(np.uint8)).convert("RGB")
 
 
 def crop_name(source: str, index: int) -> str:
@@ -137,6 +170,17 @@ class Job:
     margin: float
     no_box: str
     max_pixels: int
+    label_mismatch: str
+
+
+def outside(path: Path, root: Path) -> bool:
+    """Whether ``path``, symlinks and ``..`` resolved, leads out of ``root``."""
+    return not path.resolve().is_relative_to(root.resolve())
+
+
+def nfc(name: str) -> str:
+    """Unicode NFC: macOS writes file names decomposed (NFD), annotation tools mostly not."""
+    return unicodedata.normalize("NFC", name)
 
 
 def reject(source: str, reason: str, detail: str = "") -> dict:
@@ -146,7 +190,7 @@ def reject(source: str, reason: str, detail: str = "") -> dict:
 def crop_file(job: Job) -> Outcome:
     """Decode one image, read its boxes, and write one PNG per usable box."""
     outcome = Outcome()
-    folder = job.source.split("/")[0]
+    folder = nfc(job.source.split("/")[0])
     try:
         data = (job.data_dir / job.source).read_bytes()
         image = decode_image(data, job.max_pixels)
@@ -162,6 +206,10 @@ def crop_file(job: Job) -> Outcome:
         annotations = list(job.boxes)
     else:
         xml_path = (job.data_dir / job.source).with_suffix(".xml")
+        if outside(xml_path, job.data_dir):
+            outcome.rejects.append(reject(job.source, "outside data root",
+                                          f"its annotation links to {xml_path.resolve()}"))
+            return outcome
         try:
             annotations = parse_voc(xml_path.read_bytes()) if xml_path.exists() else []
         except AnnotationError as err:
@@ -176,17 +224,18 @@ def crop_file(job: Job) -> Outcome:
 
     digest = hashlib.sha256(data).hexdigest()
     for index, (label, box) in enumerate(annotations):
-        if label is not None and label != folder:
-            detail = f"box {index} is labelled {label!r} in folder {folder!r}"
-            outcome.rejects.append(reject(job.source, "label mismatch", detail))
-            continue
+        if label is not None and nfc(label) != folder:
+            if job.label_mismatch == "reject":
+                detail = f"box {index} is labelled {label!r} in folder {folder!r}"
+                outcome.rejects.append(reject(job.source, "label mismatch", detail))
+                continue
+            outcome.relabelled += 1
         try:
-            box, was_clipped = clip_box(box, image.width, image.height)
+            box, was_clipped = crop_region(box, job.margin, image.width, image.height)
         except AnnotationError as err:
             outcome.rejects.append(reject(job.source, "bad box", f"box {index}: {err}"))
             continue
         outcome.clipped += was_clipped
-        box = expand_box(box, job.margin, image.width, image.height)
         name = crop_name(job.source, index)
         (job.out_dir / name).parent.mkdir(parents=True, exist_ok=True)
         image.crop(box).save(job.out_dir / name, compress_level=1)
@@ -195,22 +244,28 @@ def crop_file(job: Job) -> Outcome:
     return outcome
 
 
-def find_files(data_dir: Path) -> tuple[list[str], list[dict]]:
-    """Candidate images under ``data_dir`` and the files rejected for where they are.
+def find_files(data_dir: Path, voc: bool) -> tuple[list[str], list[dict]]:
+    """Candidate images under ``data_dir`` and the files rejected for where or what they are.
 
-    Annotation files (a VOC XML beside an image, the CSV at the root) are inputs, not items.
+    Annotation files (a VOC XML beside an image, the CSV at the root) are inputs, not items;
+    an XML that no image reads (``voc`` False: every XML) is rejected, so no file goes unseen.
     """
-    candidates, rejects = [], []
+    candidates, xmls, rejects = [], [], []
     for path in sorted(p for p in data_dir.rglob("*") if p.is_file() or p.is_symlink()):
         rel = path.relative_to(data_dir).as_posix()
-        if rel == CSV_ANNOTATIONS or path.suffix.lower() == ".xml" and "/" in rel:
+        if rel == CSV_ANNOTATIONS:
             continue
-        if "/" not in rel:
-            rejects.append(reject(rel, "not in a class folder"))
-        elif path.is_symlink() and not path.resolve().is_relative_to(data_dir.resolve()):
+        if path.suffix.lower() == ".xml" and "/" in rel:
+            xmls.append(rel)  # crop_file checks where the XML it reads leads
+        elif outside(path, data_dir):
             rejects.append(reject(rel, "outside data root", f"symlink to {path.resolve()}"))
+        elif "/" not in rel:
+            rejects.append(reject(rel, "not in a class folder"))
         else:
             candidates.append(rel)
+    read = {Path(rel).with_suffix(".xml").as_posix() for rel in candidates} if voc else set()
+    why = "no image beside it has its name" if voc else "data.annotations=csv"
+    rejects += [reject(rel, "unused annotation", why) for rel in xmls if rel not in read]
     return candidates, rejects
 
 
@@ -225,11 +280,10 @@ def read_csv_boxes(data_dir: Path) -> tuple[dict[str, list], list[dict]]:
         raise PipelineError(f"{csv_path}: missing column(s) {', '.join(sorted(missing))}")
     boxes: dict[str, list] = {}
     rejects = []
-    root = data_dir.resolve()
     for line, row in enumerate(rows, start=2):
         where = f"{CSV_ANNOTATIONS} line {line}"
         path = row["path"].replace("\\", "/")
-        if not (root / path).resolve().is_relative_to(root):
+        if outside(data_dir / path, data_dir):
             rejects.append(reject(where, "outside data root", f"path {row['path']!r}"))
             continue
         try:
@@ -247,7 +301,25 @@ def check_data_dir(data_dir: Path) -> None:
                             f"(expected one folder per class)")
 
 
-def quality_metrics(misplaced: int, outcomes: list[Outcome], rejects: list[dict]) -> dict:
+def duplicate_sources(manifest: list[dict]) -> tuple[int, list[dict]]:
+    """How many accepted files have their exact content at another path too, and the rows
+    (source_sha256, source, label) of those whose copies lie in different class folders.
+
+    Such copies are kept: split puts all crops of one content in one split, so a copy in two
+    classes cannot leak from train into test, but one of its labels is likely wrong.
+    """
+    by_content: dict[str, dict[str, str]] = defaultdict(dict)
+    for row in manifest:
+        by_content[row["source_sha256"]][row["source"]] = row["label"]
+    shared = {digest: files for digest, files in by_content.items() if len(files) > 1}
+    across = [{"source_sha256": digest, "source": source, "label": label}
+              for digest, files in sorted(shared.items()) if len(set(files.values())) > 1
+              for source, label in sorted(files.items())]
+    return sum(map(len, shared.values())), across
+
+
+def quality_metrics(misplaced: int, outcomes: list[Outcome], rejects: list[dict],
+                    duplicates: int, across: int) -> dict:
     """Data-quality counts. Every file found is either accepted (it gave at least one crop) or
     rejected, so files_found = files_accepted + files_rejected; rejects_by_reason counts every
     reject line, including single boxes of accepted files."""
@@ -258,8 +330,21 @@ def quality_metrics(misplaced: int, outcomes: list[Outcome], rejects: list[dict]
         "files_rejected": misplaced + len(outcomes) - accepted,
         "crops": sum(len(o.crops) for o in outcomes),
         "boxes_clipped": sum(o.clipped for o in outcomes),
+        "boxes_relabelled": sum(o.relabelled for o in outcomes),
+        "duplicate_sources": duplicates,
+        "duplicate_sources_across_classes": across,
         "rejects_by_reason": dict(sorted(Counter(r["reason"] for r in rejects).items())),
     }
+
+
+def check_rejected(metrics: dict, max_rejected: float) -> None:
+    """Stop when more than ``crop.max_rejected`` of the files were rejected: a wrong data.dir
+    or annotation format should fail loudly, not train on the few files that got through."""
+    fraction = metrics["files_rejected"] / metrics["files_found"]
+    if fraction > max_rejected:
+        raise PipelineError(f"crop.max_rejected={max_rejected}: {metrics['files_rejected']} of "
+                            f"{metrics['files_found']} files rejected ({fraction:.1%}); reasons "
+                            f"in {REJECTS} and {DATA_METRICS}")
 
 
 def main() -> None:
@@ -267,7 +352,7 @@ def main() -> None:
     data, cfg = params["data"], params["crop"]
     data_dir = Path(data["dir"])
     check_data_dir(data_dir)
-    candidates, rejects = find_files(data_dir)
+    candidates, rejects = find_files(data_dir, voc=data["annotations"] == "voc")
     misplaced = len(rejects)
     csv_boxes = None
     if data["annotations"] == "csv":
@@ -280,20 +365,27 @@ def main() -> None:
 
     with atomic_dir(OUT_DIR) as tmp:
         jobs = [Job(data_dir, rel, None if csv_boxes is None else tuple(csv_boxes.get(rel, ())),
-                    tmp, cfg["margin"], cfg["no_box"], cfg["max_pixels"]) for rel in candidates]
+                    tmp, cfg["margin"], cfg["no_box"], cfg["max_pixels"], cfg["label_mismatch"])
+                for rel in candidates]
         outcomes = list(parallel_map(crop_file, jobs, worker_count(data["workers"]), "crop"))
         manifest = [row for o in outcomes for row in o.crops]
         rejects += [r for o in outcomes for r in o.rejects]
+        duplicates, across = duplicate_sources(manifest)
+        metrics = quality_metrics(misplaced, outcomes, rejects, duplicates, len(across))
+        # Written before the checks below, so that a failed run still says why.
         write_csv(REJECTS, ["path", "reason", "detail"], rejects)
+        write_csv(DUPLICATES, ["source_sha256", "source", "label"], across)
+        write_json(DATA_METRICS, metrics)
+        check_rejected(metrics, cfg["max_rejected"])
         if not manifest:
             raise PipelineError(f"data.dir={str(data_dir)!r}: no usable image; reasons in "
                                 f"{REJECTS}")
         write_csv(tmp / MANIFEST, MANIFEST_FIELDS, manifest)
-    metrics = quality_metrics(misplaced, outcomes, rejects)
-    write_json(DATA_METRICS, metrics)
     print(f"crop: {metrics['files_found']} files in {data_dir}/: {metrics['files_accepted']} "
           f"accepted -> {len(manifest)} crops in {OUT_DIR}/, {metrics['files_rejected']} "
-          f"rejected; {len(rejects)} reject lines in {REJECTS}")
+          f"rejected; {len(rejects)} reject lines in {REJECTS}"
+          + (f"; {len(across)} files share their content with another class, listed in "
+             f"{DUPLICATES}" if across else ""))
 
 
 if __name__ == "__main__":

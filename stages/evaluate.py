@@ -46,6 +46,15 @@ def headline_metrics(probs: np.ndarray, truth: np.ndarray) -> dict:
     }
 
 
+def class_probabilities(model, inputs) -> np.ndarray:
+    """The main head's class probabilities (N, C) for ``inputs`` (an array or batches), as
+    float64; GoogLeNet's auxiliary heads are training aids, never evaluated or used."""
+    probs = model.predict(inputs, verbose=0)
+    if isinstance(probs, list):
+        probs = probs[model.output_names.index("predictions")]
+    return probs.astype(np.float64)
+
+
 def per_class_rows(probs: np.ndarray, truth: np.ndarray, classes: list[str]) -> list[dict]:
     predicted = probs.argmax(axis=1)
     precision, recall, f1, support = precision_recall_fscore_support(
@@ -70,10 +79,7 @@ def main() -> None:
 
     model = load_classifier(MODEL_PATH)
     batches = Batches(images, labels, test_idx, len(classes), params["evaluate"]["batch_size"])
-    probs = model.predict(batches, verbose=0)
-    if isinstance(probs, list):  # auxiliary heads (GoogLeNet): only the main head is evaluated
-        probs = probs[model.output_names.index("predictions")]
-    probs = probs.astype(np.float64)
+    probs = class_probabilities(model, batches)
     truth = labels[test_idx]
 
     scores = headline_metrics(probs, truth)

@@ -2,6 +2,9 @@
 
 Every output is written under a temporary name in the same folder and renamed into place,
 so a killed stage never leaves a half-written file that DVC or a later stage would trust.
+Temporary names are hidden and ignored by git and DVC (``.data.PID.tmp.json`` for data.json,
+``.crops.PID.tmp`` and ``.crops.PID.old.tmp`` for a folder); the next write of the same output
+removes any that a killed run left.
 """
 
 from __future__ import annotations
@@ -10,11 +13,12 @@ import contextlib
 import csv
 import json
 import os
+import re
 import shutil
-import tempfile
-from pathlib import Path
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from typing import Callable, Iterable, Iterator, Sequence, TypeVar
+from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from tqdm import tqdm
@@ -23,16 +27,32 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _temporary(path: Path, suffix: str = "") -> tuple[Path, Path]:
+    """This process's temporary names for ``path`` (new version, previous version set aside),
+    after removing those a killed run left: they can be as big as the output itself."""
+    base = path.name[: len(path.name) - len(suffix)]
+    leftover = re.compile(rf"\.{re.escape(base)}\.\d+(\.old)?\.tmp{re.escape(suffix)}")
+    for entry in path.parent.iterdir():
+        if leftover.fullmatch(entry.name):
+            _remove(entry)
+    stem = f".{base}.{os.getpid()}"
+    return path.with_name(f"{stem}.tmp{suffix}"), path.with_name(f"{stem}.old.tmp{suffix}")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Same folder (so the rename is atomic), same suffix (Keras insists on ".keras").
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}",
-                               dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
+    tmp, _ = _temporary(path, path.suffix)
     try:
         yield tmp
         os.replace(tmp, path)
@@ -42,17 +62,23 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a fresh temporary folder beside ``path``; it replaces ``path`` on success."""
+    """Yield a fresh temporary folder beside ``path``; it replaces ``path`` on success.
+
+    The previous folder is renamed aside before it is deleted: deleting it in place could be
+    killed halfway, leaving part of it where a complete output is expected.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp, old = _temporary(path)
+    tmp.mkdir()
     try:
         yield tmp
         if path.exists():
-            shutil.rmtree(path)
+            os.replace(path, old)
         os.replace(tmp, path)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove(tmp)
+        _remove(old)
 
 
 def write_json(path: str | os.PathLike, data) -> None:
@@ -82,9 +108,8 @@ def read_csv(path: str | os.PathLike) -> list[dict]:
 
 
 def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, array, allow_pickle=False)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, array, allow_pickle=False)
 
 
 def load_npy(path: str | os.PathLike, mmap: bool = False) -> np.ndarray:

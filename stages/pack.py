@@ -14,8 +14,15 @@ import numpy as np
 
 from stages.crop import MANIFEST
 from stages.errors import PipelineError, run
-from stages.io import (atomic_path, parallel_map, read_csv, save_npy, worker_count, write_csv,
-                       write_json)
+from stages.io import (
+    atomic_path,
+    parallel_map,
+    read_csv,
+    save_npy,
+    worker_count,
+    write_csv,
+    write_json,
+)
 from stages.params import load_params
 from stages.resize import OUT_DIR as RESIZED_DIR
 from stages.resize import read_image
@@ -31,8 +38,13 @@ def class_index(labels: list[str]) -> tuple[list[str], np.ndarray]:
     return classes, np.array([position[label] for label in labels], dtype=np.int32)
 
 
+def bgr_to_rgb(image: np.ndarray) -> np.ndarray:
+    """cv2 decodes to BGR; the model takes RGB (the predict stage converts with this too)."""
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
 def _read_rgb(path: Path) -> np.ndarray:
-    return cv2.cvtColor(read_image(path), cv2.COLOR_BGR2RGB)
+    return bgr_to_rgb(read_image(path))
 
 
 def main() -> None:

@@ -2,27 +2,34 @@
 
 reports/per_class.md (classes sorted by test error rate), reports/per_class_error.png (the same
 as a sorted bar chart), reports/most_confused.csv (the true -> predicted pairs seen most often),
-reports/curves.png (accuracy and loss per epoch, train vs validation, like the study's graphs)
-and reports/report.md, which puts the headline numbers on one page and links the rest.
+reports/confusion.png (the test confusion matrix as a row-normalised heatmap),
+reports/misclassified.png (the wrong test crops, most confident first), reports/curves.png
+(accuracy and loss per epoch, train vs validation, like the study's graphs) and
+reports/report.md, which puts the headline numbers and data-quality counts on one page and
+links the rest.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure  # the object API: no GUI backend, no global state
 
 from stages.crop import DATA_METRICS
 from stages.errors import run
 from stages.evaluate import METRICS, PER_CLASS, PREDICTIONS
-from stages.io import atomic_path, read_csv, read_json, write_csv, write_text
+from stages.io import atomic_path, load_npy, read_csv, read_json, write_csv, write_text
+from stages.pack import OUT_DIR as PACKED_DIR
 from stages.params import load_params
 from stages.train import LIVE_DIR
 
 OUT_DIR = Path("reports")
 CURVES_DIR = LIVE_DIR / "plots" / "metrics"
+GALLERY_MAX = 36  # misclassified crops shown: six rows of six
 
 
 def most_confused(predictions: list[dict], top: int) -> list[dict]:
@@ -31,6 +38,22 @@ def most_confused(predictions: list[dict], top: int) -> list[dict]:
                     if p["actual"] != p["predicted"])
     return [{"actual": a, "predicted": b, "count": n}
             for (a, b), n in sorted(pairs.items(), key=lambda kv: (-kv[1], kv[0]))[:top]]
+
+
+def confusion_counts(predictions: list[dict], classes: list[str]) -> np.ndarray:
+    """Test crops per (true class row, predicted class column), rows and columns in ``classes``
+    order, so that classes the test set lacks still get their (empty) row and column."""
+    position = {name: i for i, name in enumerate(classes)}
+    counts = np.zeros((len(classes), len(classes)), dtype=np.int64)
+    for p in predictions:
+        counts[position[p["actual"]], position[p["predicted"]]] += 1
+    return counts
+
+
+def worst_mistakes(predictions: list[dict]) -> list[dict]:
+    """The wrong predictions, the most confident (the worst) first."""
+    wrong = [p for p in predictions if p["actual"] != p["predicted"]]
+    return sorted(wrong, key=lambda p: (-float(p["confidence"]), int(p["index"])))
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -87,6 +110,54 @@ def plot_per_class_error(rows: list[dict], path: Path) -> None:
     save_figure(fig, path)
 
 
+def plot_confusion(counts: np.ndarray, classes: list[str], path: Path) -> None:
+    """Each row shows where one true class's test crops went, as shares (colour) and counts
+    (numbers); the figure grows with the classes so that 51 names stay readable."""
+    n = len(classes)
+    totals = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
+    side = max(6.0, 0.3 * n + 2)
+    fig = Figure(figsize=(side + 1.5, side))
+    ax = fig.subplots()
+    cells = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(cells, ax=ax, fraction=0.04, pad=0.02, label="share of the true class's crops")
+    ax.set_xticks(range(n), classes, rotation=90, fontsize=8)
+    ax.set_yticks(range(n), classes, fontsize=8)
+    ax.set_xticks(np.arange(n + 1) - 0.5, minor=True)
+    ax.set_yticks(np.arange(n + 1) - 0.5, minor=True)
+    ax.grid(which="minor", color="0.85", linewidth=0.5)
+    ax.tick_params(which="minor", length=0)
+    ax.set(xlabel="predicted class", ylabel="true class",
+           title=f"Test confusion matrix ({counts.sum()} crops): rows normalised, "
+                 f"numbers are counts")
+    for (row, col), count in np.ndenumerate(counts):
+        if count:
+            ax.text(col, row, count, ha="center", va="center", fontsize=7 if n > 25 else 9,
+                    color="white" if shares[row, col] > 0.6 else "black")
+    save_figure(fig, path)
+
+
+def plot_misclassified(mistakes: list[dict], images: np.ndarray, wrong: int, path: Path
+                       ) -> None:
+    """The crops the model got wrong, as it saw them, with the true and predicted label under
+    each; ``wrong`` is how many there were in all."""
+    columns = 6
+    rows = max(1, math.ceil(len(mistakes) / columns))
+    fig = Figure(figsize=(columns * 1.6, rows * 1.9 + 0.4), layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False)
+    fig.suptitle(f"Misclassified test crops, most confident first ({len(mistakes)} of {wrong})"
+                 if mistakes else "No misclassified test crops")
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for ax, mistake in zip(axes.flat, mistakes, strict=False):  # the last row may be short
+        ax.set_axis_on()
+        ax.set(xticks=[], yticks=[])
+        ax.imshow(images[int(mistake["index"])], interpolation="nearest")
+        ax.set_xlabel(f"true: {mistake['actual']}\npredicted: {mistake['predicted']} "
+                      f"({float(mistake['confidence']):.2f})", fontsize=8)
+    save_figure(fig, path)
+
+
 def main() -> None:
     params = load_params()
     per_class = read_csv(PER_CLASS)
@@ -102,12 +173,24 @@ def main() -> None:
     write_csv(OUT_DIR / "most_confused.csv", ["actual", "predicted", "count"], confused)
     plot_per_class_error(per_class, OUT_DIR / "per_class_error.png")
     plot_curves(OUT_DIR / "curves.png")
+    classes = [row["class"] for row in per_class]  # classes.json's order
+    plot_confusion(confusion_counts(predictions, classes), classes, OUT_DIR / "confusion.png")
+    mistakes = worst_mistakes(predictions)
+    plot_misclassified(mistakes[:GALLERY_MAX], load_npy(PACKED_DIR / "images.npy", mmap=True),
+                       len(mistakes), OUT_DIR / "misclassified.png")
+    counts = [{"what": key, "count": value} for key, value in quality.items()
+              if not isinstance(value, dict)]
+    reasons = [{"reason": reason, "lines": n} for reason, n in quality["rejects_by_reason"].items()]
 
     write_text(OUT_DIR / "report.md", f"""# Run report
 
 {train['model']}, weights {train['weights']}, {train['loss']} cross-entropy, {train['optimizer']}
 at lr {train['lr']} ({train['lr_schedule']}), batch {train['batch_size']}, {train['epochs']} epochs,
 augmentation {'on' if train['augment'] else 'off'}, seed {train['seed']}.
+
+Figures: [confusion matrix](confusion.png), [misclassified crops](misclassified.png),
+[curves](curves.png), [error rate per class](per_class_error.png); tables:
+[per class](per_class.md), [most confused pairs](most_confused.csv).
 
 ## Test set ({scores['test_images']} images)
 
@@ -119,15 +202,28 @@ augmentation {'on' if train['augment'] else 'off'}, seed {train['seed']}.
 Binary accuracy scores every one of the {len(per_class)} outputs of every image as its own yes/no
 question, so it is near 1 even for a useless model; top-1 accuracy is the number that counts.
 
-## Data
+## Data quality (metrics/data.json)
 
-{quality['files_found']} files found, {quality['files_accepted']} accepted, \
-{quality['files_rejected']} rejected, {quality['crops']} crops; rejects by reason: \
-{quality['rejects_by_reason'] or 'none'} (full list: metrics/rejects.csv).
+{markdown_table(counts)}
+Reject lines by reason (each with its file in metrics/rejects.csv):
 
+{markdown_table(reasons)}
 ## Curves
 
 ![accuracy and loss per epoch](curves.png)
+
+## Confusion matrix
+
+Rows are true classes, normalised to 1; the numbers are counts.
+
+![test confusion matrix](confusion.png)
+
+## Misclassified test crops
+
+{len(mistakes)} of {len(predictions)} test crops are wrong; the {min(len(mistakes), GALLERY_MAX)} \
+the model was most confident about are shown, as the model saw them.
+
+![misclassified test crops, most confident first](misclassified.png)
 
 ## Per class
 
@@ -139,7 +235,7 @@ Worst classes first: [per_class.md](per_class.md); all figures: metrics/per_clas
 
 {markdown_table(confused)}""")
     print(f"report: wrote {OUT_DIR}/report.md, per_class.md, most_confused.csv, curves.png, "
-          f"per_class_error.png")
+          f"per_class_error.png, confusion.png, misclassified.png")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,15 @@ from stages.split import OUT_DIR as SPLIT_DIR
 
 MODEL_PATH = Path("data/model/model.keras")
 LIVE_DIR = Path("metrics/train")
+# Not a DVC output: DVC deletes a stage's outputs before rerunning it, and the checkpoint has to
+# outlive a killed run. Deleted when training completes.
+CHECKPOINT_DIR = Path(".checkpoints/train")
+# What a run depends on, for its checkpoint's fingerprint (the same as the stage's deps).
+SOURCE_ROOT = Path(__file__).resolve().parents[1]
+CODE = [SOURCE_ROOT / "stages/train.py", SOURCE_ROOT / "stages/training.py",
+        *sorted((SOURCE_ROOT / "models").glob("*.py"))]
+DATA = [PACKED_DIR / "images.npy", PACKED_DIR / "labels.npy", PACKED_DIR / "classes.json",
+        SPLIT_DIR / "train.npy", SPLIT_DIR / "val.npy"]
 
 
 def main() -> None:
@@ -32,9 +41,19 @@ def main() -> None:
     from dvclive.keras import DVCLiveCallback
 
     from models import AUX_LOSS_WEIGHT, build_classifier
-    from stages.training import (Batches, EpochTimer, MainHeadLogNames, compile_model, make_loss,
-                                 make_optimizer)
+    from stages.training import (
+        Batches,
+        EpochCheckpoint,
+        EpochTimer,
+        MainHeadLogNames,
+        compile_model,
+        distribution_strategy,
+        make_loss,
+        make_optimizer,
+        run_fingerprint,
+    )
 
+    strategy = distribution_strategy(cfg["strategy"])
     keras.utils.set_random_seed(cfg["seed"])
     tf.config.experimental.enable_op_determinism()
     keras.mixed_precision.set_global_policy(cfg["precision"])
@@ -44,29 +63,44 @@ def main() -> None:
     classes = read_json(PACKED_DIR / "classes.json")
     train_idx, val_idx = (load_npy(SPLIT_DIR / f"{name}.npy") for name in ("train", "val"))
 
-    model = build_classifier(cfg["model"], images.shape[1], len(classes),
-                             weights=None if cfg["weights"] == "none" else cfg["weights"],
-                             bn_momentum=model_cfg["bn_momentum"], augment=cfg["augment"],
-                             seed=cfg["seed"], dropout=model_cfg["dropout"],
-                             residual_scale=model_cfg["residual_scale"])
-    train_batches = Batches(images, labels, train_idx, len(classes), cfg["batch_size"],
-                            shuffle_seed=cfg["seed"], output_names=model.output_names)
-    val_batches = Batches(images, labels, val_idx, len(classes), cfg["batch_size"],
-                          output_names=model.output_names)
-    optimizer = make_optimizer(cfg["optimizer"], cfg["lr"], cfg["lr_schedule"],
-                               len(train_batches), cfg["epochs"])
-    compile_model(model, optimizer, make_loss(cfg["loss"], cfg["label_smoothing"]),
-                  AUX_LOSS_WEIGHT)
+    with strategy.scope():  # variables mirrored on every replica; batch_size stays global
+        model = build_classifier(cfg["model"], images.shape[1], len(classes),
+                                 weights=None if cfg["weights"] == "none" else cfg["weights"],
+                                 bn_momentum=model_cfg["bn_momentum"], augment=cfg["augment"],
+                                 seed=cfg["seed"], dropout=model_cfg["dropout"],
+                                 residual_scale=model_cfg["residual_scale"])
+        train_batches = Batches(images, labels, train_idx, len(classes), cfg["batch_size"],
+                                shuffle_seed=cfg["seed"], output_names=model.output_names)
+        val_batches = Batches(images, labels, val_idx, len(classes), cfg["batch_size"],
+                              output_names=model.output_names)
+        optimizer = make_optimizer(cfg["optimizer"], cfg["lr"], cfg["lr_schedule"],
+                                   len(train_batches), cfg["epochs"])
+        compile_model(model, optimizer, make_loss(cfg["loss"], cfg["label_smoothing"]),
+                      AUX_LOSS_WEIGHT)
     print(f"train: {cfg['model']} ({model.count_params():,} parameters) on {len(train_idx)} "
-          f"images, validating on {len(val_idx)}, {len(classes)} classes")
+          f"images, validating on {len(val_idx)}, {len(classes)} classes, "
+          f"{strategy.num_replicas_in_sync} replica(s)")
 
-    live = Live(str(LIVE_DIR), dvcyaml=False, save_dvc_exp=False, report=None)
+    checkpoint = EpochCheckpoint(CHECKPOINT_DIR, LIVE_DIR, run_fingerprint(
+        {"train": cfg, "model": model_cfg}, CODE + DATA))
+    with strategy.scope():  # restoring builds the optimizer's (mirrored) variables
+        epochs_done = checkpoint.restore(model)
+    if epochs_done:
+        print(f"train: resuming after epoch {epochs_done} from {CHECKPOINT_DIR}/")
+    train_batches.set_epoch(epochs_done)
+    live = Live(str(LIVE_DIR), dvcyaml=False, save_dvc_exp=False, report=None,
+                resume=epochs_done > 0)
+    live.step = epochs_done  # DVCLive's own resume repeats step 0 after a single epoch
+    # shuffle=False: Batches shuffles from (seed, epoch); Keras' own shuffle of the batch order
+    # would draw from the global NumPy state, which a resumed run cannot restore.
     model.fit(train_batches, validation_data=val_batches, epochs=cfg["epochs"], verbose=2,
-              callbacks=[EpochTimer(), MainHeadLogNames(), DVCLiveCallback(live=live)])
+              initial_epoch=epochs_done, shuffle=False,
+              callbacks=[EpochTimer(), MainHeadLogNames(), DVCLiveCallback(live=live),
+                         checkpoint])  # the checkpoint after DVCLive: it saves the curves
     with atomic_path(MODEL_PATH) as tmp:
         model.save(tmp)
+    checkpoint.discard()
     print(f"train: saved {MODEL_PATH}; curves in {LIVE_DIR}/")
-
 
 if __name__ == "__main__":
     run(main)

@@ -5,11 +5,18 @@ Imported only after params are validated, since importing TensorFlow takes secon
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import shutil
 import time
+from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
+
+from stages.io import atomic_dir, read_json, write_json
 
 
 def epoch_order(indices: np.ndarray, seed: int, epoch: int) -> np.ndarray:
@@ -30,13 +37,13 @@ class Batches(keras.utils.PyDataset):
         self.images, self.labels, self.indices = images, labels, indices
         self.num_classes, self.batch_size, self.shuffle_seed = num_classes, batch_size, shuffle_seed
         self.output_names = output_names  # every output (GoogLeNet's aux heads too) gets the labels
-        self.epoch = 0
-        self.order = self._order()
+        self.set_epoch(0)
 
-    def _order(self) -> np.ndarray:
-        if self.shuffle_seed is None:
-            return self.indices
-        return epoch_order(self.indices, self.shuffle_seed, self.epoch)
+    def set_epoch(self, epoch: int) -> None:
+        """Start ``epoch``'s order (a resumed run starts after the epochs it has done)."""
+        self.epoch = epoch
+        self.order = (self.indices if self.shuffle_seed is None
+                      else epoch_order(self.indices, self.shuffle_seed, epoch))
 
     def __len__(self) -> int:
         return math.ceil(len(self.indices) / self.batch_size)
@@ -52,8 +59,7 @@ class Batches(keras.utils.PyDataset):
         return self.images[batch], {name: one_hot for name in self.output_names}
 
     def on_epoch_end(self):
-        self.epoch += 1
-        self.order = self._order()
+        self.set_epoch(self.epoch + 1)
 
 
 def make_loss(name: str, label_smoothing: float = 0.0) -> keras.losses.Loss:
@@ -89,7 +95,7 @@ def metrics() -> list[keras.metrics.Metric]:
 
 
 def compile_model(model: keras.Model, optimizer, loss: keras.losses.Loss,
-                  aux_loss_weight: float) -> None:
+                  aux_loss_weight: float, jit_compile: bool = False) -> None:
     """Compile for training; with auxiliary heads, total = main + w * aux1 + w * aux2.
 
     Metrics are computed on the main head only: that is the classifier that gets evaluated.
@@ -101,10 +107,10 @@ def compile_model(model: keras.Model, optimizer, loss: keras.losses.Loss,
         losses = {name: loss for name in names}
         weights = {name: 1.0 if name == "predictions" else aux_loss_weight for name in names}
         metric_map = {"predictions": metrics()}
-    # No XLA (Keras' "auto"): with oneDNN on it was no faster here and compiled 10 s longer
-    # (bench/train_step.py, BENCHMARKS.md).
+    # XLA off by default (Keras' "auto" would turn it on): with oneDNN on it was no faster here
+    # and compiled 10 s longer (bench/train_step.py, BENCHMARKS.md).
     model.compile(optimizer=optimizer, loss=losses, loss_weights=weights, metrics=metric_map,
-                  jit_compile=False)
+                  jit_compile=jit_compile)
 
 
 class MainHeadLogNames(keras.callbacks.Callback):
@@ -124,3 +130,88 @@ class EpochTimer(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs["epoch_seconds"] = time.perf_counter() - self.start
+
+
+def run_fingerprint(settings: dict, files: list[Path]) -> str:
+    """A digest of everything a training run depends on: its settings and its input files."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for path in files:
+        digest.update(path.name.encode())
+        with open(path, "rb") as f:
+            digest.update(hashlib.file_digest(f, "sha256").digest())
+    return digest.hexdigest()
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """After every epoch, saves what a killed run needs to resume where it stopped.
+
+    Each checkpoint is a folder ``epoch-NNNN`` (weights with the optimizer's state, the random
+    generators' state, the DVCLive folder so far, and the run's fingerprint), written under a
+    temporary name and renamed into place; older ones are deleted only after that, so a kill
+    at any moment leaves at least one whole checkpoint. A checkpoint whose fingerprint differs
+    from the run's (other params, code or data) is never resumed.
+    """
+
+    def __init__(self, directory: Path, live_dir: Path, fingerprint: str):
+        super().__init__()
+        self.directory, self.live_dir, self.fingerprint = directory, live_dir, fingerprint
+
+    def latest(self) -> tuple[int, Path] | None:
+        """(epochs done, folder) of the newest checkpoint of this run, if any."""
+        for folder in sorted(self.directory.glob("epoch-[0-9][0-9][0-9][0-9]"), reverse=True):
+            state = read_json(folder / "state.json")
+            if state["fingerprint"] == self.fingerprint:
+                return state["epochs_done"], folder
+        return None
+
+    def restore(self, model: keras.Model) -> int:
+        """Load the newest checkpoint into ``model`` and ``live_dir``; the epochs it had done."""
+        found = self.latest()
+        if found is None:
+            self.discard()  # checkpoints of another run (other params, code or data)
+            return 0
+        epochs_done, folder = found
+        model.optimizer.build(model.trainable_variables)
+        model.load_weights(folder / "state.weights.h5")
+        states = read_json(folder / "state.json")["seed_generators"]
+        for variable, state in zip(seed_generator_states(model), states, strict=True):
+            variable.assign(state)
+        if self.live_dir.exists():
+            shutil.rmtree(self.live_dir)
+        shutil.copytree(folder / "live", self.live_dir)
+        return epochs_done
+
+    def on_epoch_end(self, epoch, logs=None):
+        # Runs after the DVCLive callback, so the copied folder holds this epoch's curves.
+        with atomic_dir(self.directory / f"epoch-{epoch + 1:04d}") as tmp:
+            self.model.save_weights(tmp / "state.weights.h5")
+            shutil.copytree(self.live_dir, tmp / "live")
+            write_json(tmp / "state.json", {
+                "epochs_done": epoch + 1, "fingerprint": self.fingerprint,
+                # A list in the model's order: the variables' paths are not unique.
+                "seed_generators": [v.numpy().tolist()
+                                    for v in seed_generator_states(self.model)]})
+        for folder in self.directory.glob("epoch-*"):
+            if folder.name != f"epoch-{epoch + 1:04d}":
+                shutil.rmtree(folder)
+
+    def discard(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def seed_generator_states(model: keras.Model) -> list:
+    """The augmentation and dropout layers' random states, which save_weights leaves out."""
+    return [v for v in model.variables if v.path.endswith("seed_generator_state")]
+
+
+def distribution_strategy(name: str) -> tf.distribute.Strategy:
+    """``train.strategy``: default (one device) or mirrored (one replica per local GPU).
+
+    Without GPUs, mirrored uses every CPU device TensorFlow lists: one, unless it was
+    configured as several logical devices, as the tests do. (MultiWorkerMirroredStrategy is not
+    offered: Keras 3's fit() fails under it, keras-team/keras#20585; see README.)
+    """
+    if name == "mirrored":
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([device.name for device in devices])
+    return tf.distribute.get_strategy()

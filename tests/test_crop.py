@@ -120,7 +120,7 @@ def test_csv_annotations_and_skipping_images_without_box(in_tmp):
         "b/3.jpg,x,0,10,10,b\n"        # not a number
         "../../etc/passwd,0,0,1,1,\n"  # outside the data root
         "a/9.jpg,0,0,1,1,a\n")         # no such image
-    write_params(in_tmp, data__annotations="csv", crop__no_box="skip")
+    write_params(in_tmp, data__annotations="csv", crop__no_box="skip", crop__max_rejected=1.0)
 
     crop.main()
 

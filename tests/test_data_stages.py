@@ -53,21 +53,42 @@ def test_class_index_sorts_names():
 
 def test_stratified_split_covers_every_class_in_every_split():
     labels = np.repeat(np.arange(5), [3, 4, 10, 20, 50])
-    parts = stratified_split(labels, 0.15, 0.15, seed=1)
+    singletons = np.arange(len(labels))  # every crop from its own photo
+    parts = stratified_split(labels, singletons, 0.15, 0.15, seed=1)
     everything = np.concatenate(list(parts.values()))
     assert sorted(everything.tolist()) == list(range(len(labels)))  # disjoint and complete
     for name, idx in parts.items():
         assert set(labels[idx]) == set(range(5)), name
     assert np.sum(labels[parts["test"]] == 4) == round(50 * 0.15)
-    again = stratified_split(labels, 0.15, 0.15, seed=1)
+    again = stratified_split(labels, singletons, 0.15, 0.15, seed=1)
     assert all(np.array_equal(parts[name], again[name]) for name in parts)
-    assert not np.array_equal(parts["test"], stratified_split(labels, 0.15, 0.15, seed=2)["test"])
+    other_seed = stratified_split(labels, singletons, 0.15, 0.15, seed=2)
+    assert not np.array_equal(parts["test"], other_seed["test"])
+
+
+def test_split_keeps_every_copy_and_every_crop_of_a_photo_in_one_split():
+    """Group 100 is one picture in classes 0 and 1; group 101 a photo of four class-2 boxes."""
+    labels = np.repeat(np.arange(3), [20, 10, 12])
+    groups = np.arange(len(labels))
+    groups[[0, 1, 20]] = 100  # two crops in class 0, one in class 1
+    groups[30:34] = 101
+    for seed in range(20):
+        parts = stratified_split(labels, groups, 0.15, 0.15, seed=seed)
+        assert sorted(np.concatenate(list(parts.values())).tolist()) == list(range(len(labels)))
+        split_of = {int(i): name for name, idx in parts.items() for i in idx}
+        for group in (100, 101):
+            assert len({split_of[i] for i in np.flatnonzero(groups == group)}) == 1, seed
+        for name, idx in parts.items():
+            assert set(labels[idx]) == {0, 1, 2}, (seed, name)
 
 
 def test_split_refuses_a_class_too_small_to_stratify():
     with pytest.raises(ClassTooSmall) as err:
-        stratified_split(np.array([0, 0, 0, 1, 1]), 0.2, 0.2, seed=0)
+        stratified_split(np.array([0, 0, 0, 1, 1]), np.arange(5), 0.2, 0.2, seed=0)
     assert (err.value.label, err.value.count) == (1, 2)
+    with pytest.raises(ClassTooSmall):  # three crops, but of two photos
+        stratified_split(np.array([0, 0, 0, 1, 1, 1]), np.array([0, 1, 2, 3, 3, 4]), 0.2, 0.2,
+                         seed=0)
 
 
 def test_data_stages_end_to_end_without_dvc(in_tmp, default_params):

@@ -2,9 +2,17 @@
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from stages.evaluate import headline_metrics, per_class_rows
-from stages.report import markdown_table, most_confused
+from stages.report import (
+    confusion_counts,
+    markdown_table,
+    most_confused,
+    plot_confusion,
+    plot_misclassified,
+    worst_mistakes,
+)
 
 
 def test_perfect_and_uniform_predictions_score_as_expected():
@@ -48,6 +56,32 @@ def test_most_confused_pairs_sorted_by_count():
                    [("x", "y"), ("x", "y"), ("y", "x"), ("z", "z"), ("z", "y")]]
     assert most_confused(predictions, 2) == [{"actual": "x", "predicted": "y", "count": 2},
                                              {"actual": "y", "predicted": "x", "count": 1}]
+
+
+def test_confusion_counts_rows_are_true_classes_in_class_order():
+    predictions = [{"actual": a, "predicted": p} for a, p in
+                   [("b", "a"), ("b", "b"), ("a", "a"), ("b", "a")]]
+    assert confusion_counts(predictions, ["a", "b", "c"]).tolist() == [[1, 0, 0],
+                                                                        [2, 1, 0],
+                                                                        [0, 0, 0]]
+
+
+def test_worst_mistakes_are_the_wrong_predictions_most_confident_first():
+    rows = [("x", "y", "0.6"), ("x", "x", "0.99"), ("y", "x", "0.9"), ("z", "x", "0.6"),
+            ("z", "y", "1.0")]
+    predictions = [{"index": str(i), "actual": a, "predicted": p, "confidence": c}
+                   for i, (a, p, c) in enumerate(rows)]
+    assert [p["index"] for p in worst_mistakes(predictions)] == ["4", "2", "0", "3"]
+
+
+def test_confusion_and_gallery_figures_are_written_even_when_empty(tmp_path):
+    crops = np.zeros((3, 8, 8, 3), np.uint8)
+    wrong = [{"index": "2", "actual": "a", "predicted": "b", "confidence": "0.9"}]
+    plot_misclassified(wrong, crops, 1, tmp_path / "gallery.png")
+    plot_misclassified([], crops, 0, tmp_path / "no_mistakes.png")
+    plot_confusion(np.array([[1, 1], [0, 0]]), ["a", "b"], tmp_path / "confusion.png")
+    for name in ("gallery.png", "no_mistakes.png", "confusion.png"):
+        assert Image.open(tmp_path / name).format == "PNG"
 
 
 def test_markdown_table():

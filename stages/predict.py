@@ -1,0 +1,179 @@
+"""predict: the trained model's top-k classes for new images, prepared exactly as in training.
+
+    python -m stages.predict IMAGE [IMAGE ...] [--box x0,y0,x1,y1] [--annotation FILE.xml|.csv]
+                             [--top-k 5] [--json] [--model data/model/model.keras]
+
+Each box goes through the pipeline's own functions with params.yaml's settings: crop's
+decode_image (EXIF orientation applied) and crop_region (clipped, widened by crop.margin),
+resize's resize_image (resize.size, resize.mode) and pack's bgr_to_rgb, so the model sees the
+uint8 RGB array that images.npy would hold for it. Boxes are 0-based pixel edges with x1, y1
+exclusive (as in annotations.csv); --box may be repeated. --annotation takes a VOC XML (one
+image) or a CSV laid out like annotations.csv, its paths relative to the CSV's folder. An image
+without a box is used whole, as crop.no_box=whole does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from stages.crop import AnnotationError, Box, crop_region, decode_image, parse_csv_row, parse_voc
+from stages.errors import PipelineError, run
+from stages.evaluate import class_probabilities
+from stages.io import read_csv, read_json
+from stages.pack import OUT_DIR as PACKED_DIR
+from stages.pack import bgr_to_rgb
+from stages.params import load_params
+from stages.resize import resize_image
+from stages.train import MODEL_PATH
+
+CLASSES = PACKED_DIR / "classes.json"
+
+
+def parse_box(text: str) -> Box:
+    try:
+        box = tuple(int(value) for value in text.split(","))
+    except ValueError:
+        box = ()
+    if len(box) != 4:
+        raise PipelineError(f"--box {text!r}: expected four integers x0,y0,x1,y1")
+    return box
+
+
+def annotation_boxes(annotation: Path, image: Path) -> list[Box]:
+    """The boxes ``annotation`` gives ``image``: every object of a VOC XML, or the rows of a CSV
+    whose path (relative to the CSV's folder) is the image."""
+    try:
+        if annotation.suffix.lower() == ".xml":
+            return [box for _, box in parse_voc(annotation.read_bytes())]
+        rows = read_csv(annotation)
+    except (OSError, UnicodeDecodeError) as err:
+        raise PipelineError(f"{annotation}: cannot read ({getattr(err, 'strerror', None) or err})"
+                            ) from None
+    except AnnotationError as err:
+        raise PipelineError(f"{annotation}: {err}") from None
+    root = annotation.resolve().parent
+    try:
+        path = image.resolve().relative_to(root).as_posix()
+    except ValueError:
+        raise PipelineError(f"{image}: not under {root}, the folder of {annotation}") from None
+    try:
+        return [parse_csv_row(row)[1] for row in rows
+                if Path((row.get("path") or "").replace("\\", "/")).as_posix() == path]
+    except AnnotationError as err:
+        raise PipelineError(f"{annotation}, row of {path}: {err}") from None
+
+
+def load_image(path: Path, max_pixels: int) -> Image.Image:
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise PipelineError(f"{path}: cannot read ({err.strerror or err})") from None
+    try:
+        return decode_image(data, max_pixels)
+    except AnnotationError as err:
+        raise PipelineError(f"{path}: {err}") from None
+    except Exception as err:  # noqa: BLE001 (PIL raises many types for files that are not images)
+        raise PipelineError(f"{path}: unreadable image ({type(err).__name__})") from None
+
+
+def model_input(image: Image.Image, box: Box, margin: float, size: int, mode: str
+                ) -> tuple[np.ndarray, Box]:
+    """The array the model saw in training for ``box`` of ``image``, and the pixels cropped.
+
+    The crop stage saves the crop as a (lossless) PNG that resize decodes to BGR; pack decodes
+    the resized PNG to BGR and converts it to RGB. The same steps, without the files.
+    """
+    region, _ = crop_region(box, margin, image.width, image.height)
+    bgr = cv2.cvtColor(np.asarray(image.crop(region)), cv2.COLOR_RGB2BGR)
+    return bgr_to_rgb(resize_image(bgr, size, mode)), region
+
+
+def top_classes(probs: np.ndarray, classes: list[str], k: int) -> list[dict]:
+    """The ``k`` most probable classes, most probable first (ties: class order, as argmax)."""
+    order = np.argsort(-probs, kind="stable")[:k]
+    return [{"class": classes[i], "probability": float(probs[i])} for i in order]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m stages.predict", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    parser.add_argument("--box", action="append", default=[], metavar="x0,y0,x1,y1",
+                        help="a box to classify, for every image given (repeatable)")
+    parser.add_argument("--annotation", type=Path, metavar="FILE",
+                        help="boxes from a VOC XML (one image) or an annotations.csv-style CSV")
+    parser.add_argument("--top-k", type=int, default=5, help="classes listed per box (5)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    parser.add_argument("--model", type=Path, default=MODEL_PATH, help=f"({MODEL_PATH})")
+    return parser.parse_args(argv)
+
+
+def prepare(args: argparse.Namespace, params: dict) -> tuple[list[tuple[Path, Box]], np.ndarray]:
+    """(image, region cropped) for every box of every image, and the model's inputs for them;
+    bad input fails here, before the slow model load."""
+    crop, resize = params["crop"], params["resize"]
+    given_boxes = [parse_box(text) for text in args.box]
+    items, inputs = [], []
+    for path in args.images:
+        image = load_image(path, crop["max_pixels"])
+        boxes = annotation_boxes(args.annotation, path) if args.annotation else given_boxes
+        for box in boxes or [(0, 0, image.width, image.height)]:
+            try:
+                array, region = model_input(image, box, crop["margin"], resize["size"],
+                                            resize["mode"])
+            except AnnotationError as err:
+                raise PipelineError(f"{path}: {err}") from None
+            items.append((path, region))
+            inputs.append(array)
+    return items, np.stack(inputs)
+
+
+def classify(model_path: Path, inputs: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Class probabilities (N, C) from the saved model, and the class names."""
+    for needed in (model_path, CLASSES):
+        if not needed.is_file():
+            raise PipelineError(f"{needed}: missing (the pipeline writes it: `dvc repro`)")
+    classes = read_json(CLASSES)
+    from models import load_classifier
+
+    model = load_classifier(model_path)
+    if model.input_shape[1:] != inputs.shape[1:]:
+        raise PipelineError(f"{model_path} takes {model.input_shape[1]}px inputs, params.yaml "
+                            f"gives {inputs.shape[1]}px: retrain it (`dvc repro`)")
+    probs = class_probabilities(model, inputs)
+    if probs.shape[1] != len(classes):
+        raise PipelineError(f"{model_path} has {probs.shape[1]} classes, {CLASSES} "
+                            f"{len(classes)}: retrain it (`dvc repro`)")
+    return probs, classes
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.top_k < 1:
+        raise PipelineError(f"--top-k {args.top_k}: must be at least 1")
+    if args.box and args.annotation:
+        raise PipelineError("give --box or --annotation, not both")
+    if args.annotation and args.annotation.suffix.lower() == ".xml" and len(args.images) > 1:
+        raise PipelineError(f"--annotation {args.annotation}: a VOC XML describes one image, "
+                            f"{len(args.images)} given")
+    items, inputs = prepare(args, load_params())
+    probs, classes = classify(args.model, inputs)
+    results = [{"image": str(path), "box": list(region), "top": top_classes(p, classes, args.top_k)}
+               for (path, region), p in zip(items, probs, strict=True)]
+    if args.json:
+        print(json.dumps(results, ensure_ascii=False))
+        return
+    for result in results:
+        print(f"{result['image']} [box {','.join(map(str, result['box']))}]")
+        for top in result["top"]:
+            print(f"  {top['probability']:.4f}  {top['class']}")
+
+
+if __name__ == "__main__":
+    run(main)
