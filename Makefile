@@ -6,7 +6,7 @@ REQUIREMENTS ?= requirements.txt
 STAMP := $(VENV)/.installed-$(REQUIREMENTS)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: repro test venv clean-venv
+.PHONY: repro test venv clean-venv chromium
 
 # (Re)create the environment when it is missing or its requirements file changed.
 $(STAMP): $(REQUIREMENTS)
@@ -21,8 +21,14 @@ venv: $(STAMP)
 repro: $(STAMP)
 	dvc repro
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	python -m pytest
+
+# Headless Chromium from Debian's packages, for tests/test_plots_offline.py (apt needs root).
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium \
+		>/dev/null; }
 
 clean-venv:
 	rm -rf $(VENV)

@@ -4,12 +4,15 @@
     TF_ENABLE_ONEDNN_OPTS=1 python bench/train_step.py passes
     python bench/train_step.py fit [NETWORK]      # the train stage's step, jit_compile=False
     python bench/train_step.py fit-xla [NETWORK]  # the same with XLA compilation
+    python bench/train_step.py fit NETWORK mixed_bfloat16  # train.precision (default float32)
 
 ``passes``: a forward pass and a forward+backward pass of bare InceptionResNetV2 under tf.function;
 run it with both values of TF_ENABLE_ONEDNN_OPTS, one after the other, to compare TensorFlow's
 default kernels with oneDNN's. ``fit`` / ``fit-xla``: the classifier the train stage builds (default
 inception_resnet_v2), compiled as it compiles it (Adam, binary cross-entropy, GoogLeNet's
-auxiliary losses), through ``train_on_batch``; importing
+auxiliary losses), through ``train_on_batch``, then ``predict_on_batch``, under the global
+precision policy the train stage sets from ``train.precision``; the losses of the timed steps
+(one fixed batch, same seed) show how far the precisions' numbers drift apart. Importing
 ``stages`` turns oneDNN on as the pipeline does. Every measurement prints the first call
 (tracing and compiling included) and the median of the timed calls after it.
 """
@@ -30,18 +33,20 @@ import stages  # noqa: F401 (sets TF_ENABLE_ONEDNN_OPTS unless already set)
 BATCH, SIZE, CLASSES = 64, 75, 51
 
 
-def timed(label: str, step, repeats: int) -> None:
+def timed(label: str, step, repeats: int) -> list:
+    """Times ``step``; returns what its timed calls returned."""
     start = time.perf_counter()
     step()
     first = time.perf_counter() - start
-    times = []
+    times, results = [], []
     for _ in range(repeats):
         start = time.perf_counter()
-        step()
+        results.append(step())
         times.append(time.perf_counter() - start)
     median = float(np.median(times))
     print(f"{label}: first call {first:.1f} s, then median {median:.2f} s per batch "
           f"({BATCH / median:.1f} images/s, {repeats} calls)", flush=True)
+    return results
 
 
 def passes() -> None:
@@ -61,10 +66,12 @@ def passes() -> None:
     timed(f"{onednn} forward+backward", lambda: train(images), 3)
 
 
-def fit(network: str, jit_compile: bool) -> None:
+def fit(network: str, jit_compile: bool, precision: str) -> None:
     from models import AUX_LOSS_WEIGHT, build_classifier
     from stages.training import compile_model, make_loss
 
+    keras.utils.set_random_seed(0)
+    keras.mixed_precision.set_global_policy(precision)
     model = build_classifier(network, SIZE, CLASSES, weights=None, bn_momentum=0.9,
                              augment=True, seed=0)
     compile_model(model, keras.optimizers.Adam(1e-3), make_loss("binary"), AUX_LOSS_WEIGHT,
@@ -73,14 +80,18 @@ def fit(network: str, jit_compile: bool) -> None:
     images = rng.integers(0, 256, (BATCH, SIZE, SIZE, 3), dtype=np.uint8)
     one_hot = np.eye(CLASSES, dtype=np.float32)[rng.integers(0, CLASSES, BATCH)]
     labels = one_hot if len(model.outputs) == 1 else {name: one_hot for name in model.output_names}
-    timed(f"{network} train_on_batch, jit_compile={jit_compile}",
-          lambda: model.train_on_batch(images, labels), 4)
+    label = f"{network} {precision}"
+    losses = timed(f"{label} train_on_batch, jit_compile={jit_compile}",
+                   lambda: model.train_on_batch(images, labels, return_dict=True)["loss"], 4)
+    print(f"{label} losses of the timed steps: {[round(float(loss), 4) for loss in losses]}")
+    timed(f"{label} predict_on_batch", lambda: model.predict_on_batch(images), 4)
 
 
 if __name__ == "__main__":
     mode = sys.argv[1] if len(sys.argv) > 1 else "passes"
     network = sys.argv[2] if len(sys.argv) > 2 else "inception_resnet_v2"
+    precision = sys.argv[3] if len(sys.argv) > 3 else "float32"
     if mode == "passes":
         passes()
     else:
-        fit(network, jit_compile=mode == "fit-xla")
+        fit(network, jit_compile=mode == "fit-xla", precision=precision)

@@ -69,9 +69,9 @@ def main() -> None:
     params = load_params()
 
     from models import load_classifier
-    from stages.training import Batches
+    from stages.training import Batches, NpyRows
 
-    images = load_npy(PACKED_DIR / "images.npy", mmap=True)
+    images = NpyRows(PACKED_DIR / "images.npy")
     labels = load_npy(PACKED_DIR / "labels.npy")
     classes = read_json(PACKED_DIR / "classes.json")
     items = read_csv(PACKED_DIR / "items.csv")

@@ -1,6 +1,6 @@
 """pack: the resized crops as one uint8 array (N, H, W, 3) in RGB, plus labels and class names.
 
-images.npy is written streaming into a memory-mapped file, so memory stays flat however many
+images.npy is written streaming, one image after another, so memory stays flat however many
 images there are. labels.npy is its own file: the split stage depends on it alone, so a change
 that leaves the labels as they were (say resize.size) does not re-split.
 """
@@ -55,16 +55,18 @@ def main() -> None:
     classes, labels = class_index([row["label"] for row in rows])
     paths = [RESIZED_DIR / row["crop"] for row in rows]
     shape = _read_rgb(paths[0]).shape
-    with atomic_path(OUT_DIR / "images.npy") as tmp:
-        images = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
-                                           shape=(len(rows), *shape))
+    with atomic_path(OUT_DIR / "images.npy") as tmp, open(tmp, "wb") as out:
+        # Plain sequential writes, not a memory map: written pages are never mapped into this
+        # process, so its RSS stays flat however large the array (BENCHMARKS.md).
+        np.lib.format.write_array_header_1_0(out, {
+            "descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
+            "fortran_order": False, "shape": (len(rows), *shape)})
         for i, image in enumerate(parallel_map(_read_rgb, paths,
                                                worker_count(params["data"]["workers"]), "pack")):
-            if image.shape != shape:
-                raise PipelineError(f"{paths[i]}: shape {image.shape}, expected {shape}")
-            images[i] = image
-        images.flush()
-        del images
+            if image.shape != shape or image.dtype != np.uint8:
+                raise PipelineError(f"{paths[i]}: shape {image.shape} {image.dtype}, expected "
+                                    f"{shape} uint8")
+            out.write(np.ascontiguousarray(image).data)
     save_npy(OUT_DIR / "labels.npy", labels)
     write_json(OUT_DIR / "classes.json", classes)
     write_csv(OUT_DIR / "items.csv", ITEM_FIELDS,

@@ -45,28 +45,42 @@ def parse_box(text: str) -> Box:
     return box
 
 
-def annotation_boxes(annotation: Path, image: Path) -> list[Box]:
-    """The boxes ``annotation`` gives ``image``: every object of a VOC XML, or the rows of a CSV
-    whose path (relative to the CSV's folder) is the image."""
-    try:
-        if annotation.suffix.lower() == ".xml":
-            return [box for _, box in parse_voc(annotation.read_bytes())]
-        rows = read_csv(annotation)
-    except (OSError, UnicodeDecodeError) as err:
-        raise PipelineError(f"{annotation}: cannot read ({getattr(err, 'strerror', None) or err})"
-                            ) from None
-    except AnnotationError as err:
-        raise PipelineError(f"{annotation}: {err}") from None
-    root = annotation.resolve().parent
-    try:
-        path = image.resolve().relative_to(root).as_posix()
-    except ValueError:
-        raise PipelineError(f"{image}: not under {root}, the folder of {annotation}") from None
-    try:
-        return [parse_csv_row(row)[1] for row in rows
-                if Path((row.get("path") or "").replace("\\", "/")).as_posix() == path]
-    except AnnotationError as err:
-        raise PipelineError(f"{annotation}, row of {path}: {err}") from None
+class Annotation:
+    """The boxes of a VOC XML (one image) or of an annotations.csv-style CSV, read once."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            if path.suffix.lower() == ".xml":
+                self.voc_boxes = [box for _, box in parse_voc(path.read_bytes())]
+                return
+            rows = read_csv(path)
+        except (OSError, UnicodeDecodeError) as err:
+            raise PipelineError(f"{path}: cannot read ({getattr(err, 'strerror', None) or err})"
+                                ) from None
+        except AnnotationError as err:
+            raise PipelineError(f"{path}: {err}") from None
+        self.voc_boxes = None
+        self.root = path.resolve().parent
+        self.rows_by_image: dict[str, list[dict]] = {}
+        for row in rows:
+            image = Path((row.get("path") or "").replace("\\", "/")).as_posix()
+            self.rows_by_image.setdefault(image, []).append(row)
+
+    def boxes(self, image: Path) -> list[Box]:
+        """Every box of the VOC XML, or the CSV rows whose path (relative to the CSV's folder)
+        is ``image``."""
+        if self.voc_boxes is not None:
+            return self.voc_boxes
+        try:
+            key = image.resolve().relative_to(self.root).as_posix()
+        except ValueError:
+            raise PipelineError(f"{image}: not under {self.root}, the folder of {self.path}"
+                                ) from None
+        try:
+            return [parse_csv_row(row)[1] for row in self.rows_by_image.get(key, [])]
+        except AnnotationError as err:
+            raise PipelineError(f"{self.path}, row of {key}: {err}") from None
 
 
 def load_image(path: Path, max_pixels: int) -> Image.Image:
@@ -119,10 +133,11 @@ def prepare(args: argparse.Namespace, params: dict) -> tuple[list[tuple[Path, Bo
     bad input fails here, before the slow model load."""
     crop, resize = params["crop"], params["resize"]
     given_boxes = [parse_box(text) for text in args.box]
+    annotation = Annotation(args.annotation) if args.annotation else None
     items, inputs = [], []
     for path in args.images:
         image = load_image(path, crop["max_pixels"])
-        boxes = annotation_boxes(args.annotation, path) if args.annotation else given_boxes
+        boxes = annotation.boxes(path) if annotation else given_boxes
         for box in boxes or [(0, 0, image.width, image.height)]:
             try:
                 array, region = model_input(image, box, crop["margin"], resize["size"],

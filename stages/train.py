@@ -1,6 +1,6 @@
 """train: the chosen network without its top, plus a softmax head, fitted on the train split.
 
-Batches are gathered from the memory-mapped images.npy, so memory does not grow with the
+Batches are read from images.npy as they are needed, so memory does not grow with the
 dataset; augmentation runs inside the model, on the fly. Per-epoch curves go through DVCLive.
 Whatever the loss, the logged ``accuracy`` is categorical top-1 accuracy (argmax), and the
 element-wise ``binary_accuracy`` that old Keras reported as "accuracy" for binary cross-entropy
@@ -46,6 +46,7 @@ def main() -> None:
         EpochCheckpoint,
         EpochTimer,
         MainHeadLogNames,
+        NpyRows,
         compile_model,
         distribution_strategy,
         make_loss,
@@ -58,7 +59,7 @@ def main() -> None:
     tf.config.experimental.enable_op_determinism()
     keras.mixed_precision.set_global_policy(cfg["precision"])
 
-    images = load_npy(PACKED_DIR / "images.npy", mmap=True)
+    images = NpyRows(PACKED_DIR / "images.npy")
     labels = load_npy(PACKED_DIR / "labels.npy")
     classes = read_json(PACKED_DIR / "classes.json")
     train_idx, val_idx = (load_npy(SPLIT_DIR / f"{name}.npy") for name in ("train", "val"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import shutil
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from stages.io import atomic_dir, read_json, write_json
+from stages.io import atomic_dir, load_npy, read_json, write_json
 
 
 def epoch_order(indices: np.ndarray, seed: int, epoch: int) -> np.ndarray:
@@ -24,8 +25,49 @@ def epoch_order(indices: np.ndarray, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(indices)
 
 
+class NpyRows:
+    """Rows of a .npy file, read on demand with positioned reads: ``rows[indices]``.
+
+    Pages of a memory map (np.load's mmap_mode) count in the process's RSS once touched, so a
+    training epoch over a memory map grows RSS by the whole array. Reads copy each batch out
+    of the page cache and leave nothing mapped: RSS stays flat however large the file, also
+    beyond RAM (BENCHMARKS.md, "Training input").
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        mapped = load_npy(path, mmap=True)  # parses and validates the header; reads no rows
+        if not mapped.flags.c_contiguous:
+            raise ValueError(f"{path}: rows are not contiguous (Fortran order)")
+        self.path, self.shape, self.dtype = Path(path), mapped.shape, mapped.dtype
+        self.offset, self.row_bytes = mapped.offset, mapped[:1].nbytes
+        del mapped
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, indices) -> np.ndarray:
+        indices = np.asarray(indices, dtype=np.int64)
+        out = np.empty((len(indices), *self.shape[1:]), self.dtype)
+        if not len(indices):
+            return out
+        if indices.min() < 0 or indices.max() >= len(self):
+            raise IndexError(f"{self.path}: row index out of range 0..{len(self) - 1}")
+        buffer = memoryview(out.reshape(-1).view(np.uint8))
+        # One read per run of consecutive rows (sorted training batches have a few).
+        breaks = np.flatnonzero(np.diff(indices) != 1) + 1
+        with open(self.path, "rb", buffering=0) as f:
+            for start, end in zip(np.r_[0, breaks], np.r_[breaks, len(indices)], strict=True):
+                size = (end - start) * self.row_bytes
+                read = os.preadv(f.fileno(), [buffer[start * self.row_bytes:][:size]],
+                                 self.offset + int(indices[start]) * self.row_bytes)
+                if read != size:
+                    raise ValueError(f"{self.path}: truncated (short read at row "
+                                     f"{indices[start]})")
+        return out
+
+
 class Batches(keras.utils.PyDataset):
-    """(uint8 images, one-hot labels) batches gathered from a (memory-mapped) images array.
+    """(uint8 images, one-hot labels) batches gathered from an images array or ``NpyRows``.
 
     With ``shuffle_seed`` the order changes every epoch, as ``epoch_order`` gives it; without
     it, batches follow ``indices`` (for validation and prediction).
@@ -51,7 +93,7 @@ class Batches(keras.utils.PyDataset):
     def __getitem__(self, i):
         batch = self.order[i * self.batch_size:(i + 1) * self.batch_size]
         if self.shuffle_seed is not None:
-            # Sequential reads on the memory map; the order within a batch does not matter.
+            # Sequential reads of the file; the order within a batch does not matter.
             batch = np.sort(batch)
         one_hot = np.eye(self.num_classes, dtype=np.float32)[self.labels[batch]]
         if len(self.output_names) == 1:

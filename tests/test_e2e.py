@@ -20,7 +20,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ["dvc.yaml", "params.yaml", "stages", "models", ".dvc/config", ".dvcignore",
-                 ".gitignore"]
+                 ".gitignore", "plots_offline"]
 ALL_STAGES = {"sample", "crop", "resize", "pack", "split", "train", "evaluate", "report"}
 
 pytestmark = pytest.mark.e2e
@@ -98,7 +98,6 @@ def test_second_repro_runs_nothing(repo):
 
 
 @pytest.mark.parametrize("change, expected", [
-    ("train.loss=categorical", {"train", "evaluate", "report"}),
     ("train.lr=0.01", {"train", "evaluate", "report"}),
     ("resize.size=80", {"resize", "pack", "train", "evaluate", "report"}),
 ])
@@ -107,20 +106,6 @@ def test_experiment_reruns_only_what_the_change_affects(repo, change, expected):
     assert stages_run(output) == expected, output
     repo.run("git", "checkout", "-q", "--", ".")  # back to the baseline workspace
     repo.dvc("checkout", "-q")
-
-
-def test_metrics_and_plots_diff_compare_two_runs(repo):
-    repo.dvc("exp", "run", "-n", "categorical", "-S", "train.loss=categorical")
-    diff = json.loads(repo.dvc("metrics", "diff", "--json", "--all"))
-    scores = diff["metrics/evaluate.json"]["top1_accuracy"]
-    assert set(scores) == {"old", "new", "diff"}
-    assert all(0.0 <= scores[k] <= 1.0 for k in ("old", "new"))
-
-    repo.dvc("plots", "diff", "HEAD", "categorical", "-o", "plots_html")
-    html = (repo.path / "plots_html" / "index.html").read_text(encoding="utf-8")
-    # Both revisions' training curves are embedded in the page.
-    assert html.count('"rev": "HEAD"') > 0 and html.count('"rev": "categorical"') > 0
-    assert "metrics/train/plots/metrics/eval/accuracy.tsv" in html
 
 
 def curve(repo: Repo, split: str, name: str) -> list[tuple[int, float]]:
@@ -164,13 +149,18 @@ def test_killed_training_resumes_from_its_last_epoch(repo):
     repo.dvc("checkout", "-q")
 
 
-def test_every_network_runs_from_the_queue_two_at_a_time(repo):
-    """`dvc exp run --queue -S train.model=NAME` for every other network, run by two queue
-    workers at once (`dvc queue start -j 2`): each finishes with its own, separate results."""
-    from models import NETWORKS
+# The networks whose outputs take their own paths through train, evaluate and report: GoogLeNet's
+# auxiliary heads, and a network of this project's own layers (evaluate reloads it in safe mode).
+# That every network builds and trains is tests/test_models.py's; tracing all five here cost
+# about a quarter of the suite's time.
+QUEUED_NETWORKS = ["googlenet", "inception_resnet_v1"]
 
-    baseline = yaml.safe_load((repo.path / "params.yaml").read_text())["train"]["model"]
-    names = [name for name in NETWORKS if name != baseline]
+
+def test_other_networks_run_from_the_queue_two_at_a_time(repo):
+    """`dvc exp run --queue -S train.model=NAME`, run by two queue workers at once
+    (`dvc queue start -j 2`): each finishes with its own, separate results."""
+    names = QUEUED_NETWORKS
+    assert tiny_params()["train"]["model"] not in names
     for name in names:
         repo.dvc("exp", "run", "--queue", "-n", f"net-{name}", "-S", f"train.model={name}")
     repo.dvc("queue", "start", "-j", "2")

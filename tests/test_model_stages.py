@@ -117,6 +117,23 @@ def test_batches_shuffle_per_epoch_from_the_seed_and_cover_every_index():
     assert set(multi[0][1]) == {"predictions", "aux1", "aux2"}
 
 
+def test_npy_rows_reads_the_rows_np_load_gives(tmp_path):
+    from stages.training import NpyRows
+
+    images = np.random.default_rng(0).integers(0, 256, (9, 2, 3, 3), dtype=np.uint8)
+    np.save(tmp_path / "images.npy", images)
+    rows = NpyRows(tmp_path / "images.npy")
+    assert len(rows) == 9 and rows.shape == images.shape
+    for indices in ([0, 1, 2, 5, 6, 8], [8, 3, 4, 0], [7], []):  # runs, unsorted, one, none
+        assert np.array_equal(rows[indices], images[indices])
+    with pytest.raises(IndexError, match="images.npy"):
+        rows[[9]]
+    with open(tmp_path / "images.npy", "r+b") as f:  # cut short after it was opened
+        f.truncate(f.seek(0, 2) - 1)
+    with pytest.raises(ValueError, match="truncated"):
+        rows[[8]]
+
+
 @pytest.mark.parametrize("name, smoothing", [("binary", 0.0), ("categorical", 0.1)])
 def test_losses(name, smoothing):
     from stages.training import make_loss

@@ -45,7 +45,7 @@ def voc_box(item: dict) -> crop.Box:
     """The VOC box (before the margin) that ``item``, a manifest or items.csv row, came from."""
     source = SAMPLE / item["source"]
     index = int(item["crop"].removesuffix(".png").rsplit("-", 1)[1])
-    return predict.annotation_boxes(source.with_suffix(".xml"), source)[index]
+    return predict.Annotation(source.with_suffix(".xml")).boxes(source)[index]
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,119 @@
+"""compare: is one run's test top-1 really better than another's? A paired bootstrap says.
+
+    python -m stages.compare BASELINE OTHER [OTHER ...] [--resamples 10000] [--seed 0] [--json]
+
+Each argument is a git revision or a DVC experiment name (`dvc exp show` lists them); its
+plots/predictions.csv (kept in git by the evaluate stage) gives which test crops it got right.
+Runs on the same split classify the same crops, so the difference in top-1 is bootstrapped over
+crops drawn with replacement, both runs scored on the same draw: the 95% interval of that
+difference is narrower than two separate intervals, and a difference is called one only when
+its interval leaves out zero. It says nothing about seed-to-seed spread (a second seed is a
+second run to compare).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+
+import numpy as np
+
+from stages.errors import PipelineError, run
+
+PREDICTIONS = "plots/predictions.csv"
+
+
+def correct_by_crop(rows: list[dict]) -> dict[str, bool]:
+    """Each test crop (by its path) and whether the run's top-1 was its true class."""
+    return {row["crop"]: row["actual"] == row["predicted"] for row in rows}
+
+
+def paired(baseline: dict[str, bool], other: dict[str, bool], names: tuple[str, str]
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """The two runs' correctness on the same crops, in one order; runs on different test sets
+    cannot be paired."""
+    if baseline.keys() != other.keys():
+        only = len(baseline.keys() - other.keys()), len(other.keys() - baseline.keys())
+        raise PipelineError(f"{names[0]} and {names[1]} were tested on different crops ({only[0]} "
+                            f"only in the first, {only[1]} only in the second): compare runs "
+                            f"with the same data and split params")
+    crops = sorted(baseline)
+    return (np.array([baseline[c] for c in crops], dtype=float),
+            np.array([other[c] for c in crops], dtype=float))
+
+
+def bootstrap_interval(a: np.ndarray, b: np.ndarray, resamples: int, seed: int,
+                       level: float = 0.95) -> tuple[float, float, float]:
+    """Mean of ``b - a`` (the top-1 difference) and its percentile bootstrap interval, resampling
+    the crops (the pairs) with replacement."""
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(a), size=(resamples, len(a)))
+    diffs = (b[draws] - a[draws]).mean(axis=1)
+    tail = (1 - level) / 2
+    low, high = np.quantile(diffs, [tail, 1 - tail])
+    return float((b - a).mean()), float(low), float(high)
+
+
+def accuracy_interval(correct: np.ndarray, resamples: int, seed: int,
+                      level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of one run's top-1."""
+    _, low, high = bootstrap_interval(np.zeros_like(correct), correct, resamples, seed, level)
+    return low, high
+
+
+def read_predictions(rev: str) -> list[dict]:
+    import dvc.api
+    from dvc.exceptions import DvcException
+    from scmrepo.exceptions import SCMError
+
+    try:
+        text = dvc.api.read(PREDICTIONS, rev=rev)
+    except (DvcException, SCMError, FileNotFoundError) as err:
+        raise PipelineError(f"{rev}: cannot read its {PREDICTIONS} ({err})") from None
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def compare(baseline: str, others: list[str], resamples: int, seed: int) -> list[dict]:
+    base = correct_by_crop(read_predictions(baseline))
+    results = []
+    for other in others:
+        a, b = paired(base, correct_by_crop(read_predictions(other)), (baseline, other))
+        diff, low, high = bootstrap_interval(a, b, resamples, seed)
+        results.append({
+            "baseline": baseline, "other": other, "test_crops": len(a),
+            "baseline_top1": a.mean(), "baseline_top1_95": accuracy_interval(a, resamples, seed),
+            "other_top1": b.mean(), "other_top1_95": accuracy_interval(b, resamples, seed),
+            "difference": diff, "difference_95": (low, high),
+            "verdict": "no clear difference" if low <= 0 <= high
+                       else ("better" if low > 0 else "worse"),
+        })
+    return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m stages.compare", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("baseline", help="git revision or experiment name")
+    parser.add_argument("others", nargs="+", metavar="other")
+    parser.add_argument("--resamples", type=int, default=10_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    args = parser.parse_args(argv)
+    if args.resamples < 100:
+        raise PipelineError(f"--resamples {args.resamples}: use at least 100")
+    results = compare(args.baseline, args.others, args.resamples, args.seed)
+    if args.json:
+        print(json.dumps(results))
+        return
+    for r in results:
+        print(f"{r['other']} vs {r['baseline']} on {r['test_crops']} test crops: top-1 "
+              f"{r['other_top1']:.3f} [{r['other_top1_95'][0]:.3f}, {r['other_top1_95'][1]:.3f}]"
+              f" vs {r['baseline_top1']:.3f} [{r['baseline_top1_95'][0]:.3f}, "
+              f"{r['baseline_top1_95'][1]:.3f}]; difference {r['difference']:+.3f} "
+              f"[{r['difference_95'][0]:+.3f}, {r['difference_95'][1]:+.3f}]: {r['verdict']}")
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,92 @@
+"""stages.compare: paired bootstrap of two runs' test top-1, read from git revisions."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stages import compare
+from stages.errors import PipelineError
+
+
+def rows(outcomes: str) -> list[dict]:
+    """Prediction rows, one per character: "1" right, "0" wrong."""
+    return [{"crop": f"c{i:03d}.png", "actual": "0", "predicted": "0" if hit == "1" else "1"}
+            for i, hit in enumerate(outcomes)]
+
+
+def test_correct_by_crop_compares_true_and_predicted_class():
+    assert compare.correct_by_crop(rows("101")) == {"c000.png": True, "c001.png": False,
+                                                    "c002.png": True}
+
+
+def test_pairs_follow_the_crop_not_the_row_order():
+    base = compare.correct_by_crop(rows("1100"))
+    other = dict(reversed(list(compare.correct_by_crop(rows("1010")).items())))
+    a, b = compare.paired(base, other, ("a", "b"))
+    assert a.tolist() == [1, 1, 0, 0] and b.tolist() == [1, 0, 1, 0]
+
+
+def test_runs_on_different_crops_are_refused():
+    with pytest.raises(PipelineError, match="a and b were tested on different crops"):
+        compare.paired(compare.correct_by_crop(rows("11")),
+                       compare.correct_by_crop(rows("111")), ("a", "b"))
+
+
+def test_identical_runs_differ_by_exactly_zero():
+    a = np.array([1, 0, 1, 1, 0], dtype=float)
+    assert compare.bootstrap_interval(a, a.copy(), 1000, 0) == (0.0, 0.0, 0.0)
+
+
+def test_a_large_gain_is_called_and_a_small_one_is_not():
+    rng = np.random.default_rng(1)
+    weak = (rng.random(400) < 0.5).astype(float)
+    strong = np.maximum(weak, rng.random(400) < 0.6)  # fixes most of weak's errors
+    diff, low, high = compare.bootstrap_interval(weak, strong, 2000, 0)
+    assert low > 0 and low < diff < high
+    one_more = weak.copy()
+    one_more[np.flatnonzero(weak == 0)[0]] = 1  # a single crop more: noise at n=400
+    _, low, high = compare.bootstrap_interval(weak, one_more, 2000, 0)
+    assert low <= 0 <= high
+
+
+def test_interval_is_seeded_and_brackets_the_accuracy():
+    correct = (np.random.default_rng(2).random(300) < 0.8).astype(float)
+    first = compare.accuracy_interval(correct, 2000, 7)
+    assert first == compare.accuracy_interval(correct, 2000, 7)
+    assert first[0] < correct.mean() < first[1]
+    assert first[1] - first[0] < 0.12  # about 4 standard errors of a proportion at n=300
+
+
+def write_predictions(path: Path, outcomes: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, ["index", "crop", "actual", "predicted", "confidence"])
+        writer.writeheader()
+        writer.writerows({"index": i, **row, "confidence": 0.9}
+                         for i, row in enumerate(rows(outcomes)))
+
+
+def test_cli_reads_each_revision_from_git(in_tmp, capsys):
+    def git(*args):
+        subprocess.run(["git", *args], check=True, capture_output=True)
+
+    git("init", "-q", "-b", "main")
+    git("config", "user.name", "test")
+    git("config", "user.email", "test@example.com")
+    subprocess.run([str(Path(sys.executable).parent / "dvc"), "init", "-q"], check=True)
+    for tag, outcomes in (("weak", "10" * 100), ("strong", "1" * 190 + "0" * 10)):
+        write_predictions(in_tmp / compare.PREDICTIONS, outcomes)
+        git("add", "-A")
+        git("commit", "-q", "-m", tag)
+        git("tag", tag)
+    compare.main(["weak", "strong", "--resamples", "500", "--json"])
+    [result] = json.loads(capsys.readouterr().out)
+    assert (result["baseline_top1"], result["other_top1"]) == (0.5, 0.95)
+    assert result["verdict"] == "better" and result["difference_95"][0] > 0.3
+    with pytest.raises(PipelineError, match="no-such-rev: cannot read"):
+        compare.main(["weak", "no-such-rev"])

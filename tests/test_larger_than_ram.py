@@ -1,0 +1,210 @@
+"""Datasets larger than RAM (issue 7): pack, train and evaluate run in a memory cgroup whose
+limit is smaller than the images array they write or read.
+
+Page cache charged to a cgroup is reclaimable, so a file larger than the limit can be streamed
+or memory-mapped; anonymous memory beyond the limit gets the process OOM-killed. Each test has
+a negative control showing its limit bites: the study's whole-array ``np.load`` is killed
+under it. Limits are from the stages' peaks measured here (README, "Datasets larger than RAM").
+"""
+
+import csv
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+from stages.io import read_csv, read_json, save_npy, write_csv, write_json
+from stages.pack import ITEM_FIELDS
+
+ROOT = Path(__file__).resolve().parents[1]
+MiB = 2**20
+SIZE = 75                   # resize.size: 75 x 75 x 3 = 16,875 bytes a row
+CLASSES = 51
+PACK_ROWS = 20_000          # 337.5 MB written by pack from as many PNGs
+PACK_LIMIT = 128 * MiB      # pack (one worker) peaked at 69 MiB of anonymous memory
+TRAIN_ROWS = 120_000        # 2,025 MB read by train and evaluate
+TRAIN_LIMIT = 1280 * MiB    # train (googlenet) peaked at 958 MiB of anonymous memory
+SUBSET = 32                 # rows in each of train, val and test, spread from first to last
+
+
+def image(i: int) -> np.ndarray:
+    """Row ``i`` of the dataset (RGB): its index in two channels, a ramp in the third."""
+    pixels = np.empty((SIZE, SIZE, 3), np.uint8)
+    pixels[..., 0], pixels[..., 1] = i % 256, i // 256 % 256
+    pixels[..., 2] = np.arange(SIZE, dtype=np.uint8) + i % 101
+    return pixels
+
+
+def label(i: int) -> str:
+    return f"class{i % CLASSES:02d}"
+
+
+class MemoryCgroup:
+    """A child memory cgroup of this process's own (cgroup v1 or v2) with a settable limit."""
+
+    def __init__(self, path: Path, limit_file: str, oom_file: str):
+        self.path, self.limit_file, self.oom_file = path, limit_file, oom_file
+
+    def limit(self, nbytes: int) -> None:
+        (self.path / self.limit_file).write_text(str(nbytes))
+
+    def oom_kills(self) -> int:
+        """The kernel's count of OOM kills in the cgroup (v1: memory.oom_control, v2:
+        memory.events)."""
+        for line in (self.path / self.oom_file).read_text().splitlines():
+            key, value = line.split()
+            if key == "oom_kill":
+                return int(value)
+        raise AssertionError(f"{self.path / self.oom_file}: no oom_kill line")
+
+    def run(self, root: Path, *argv: str) -> subprocess.CompletedProcess:
+        """Run ``argv`` from ``root`` inside the cgroup (the shell moves itself in, then execs)."""
+        return subprocess.run(
+            ["sh", "-c", 'echo $$ > "$0" && exec "$@"', str(self.path / "cgroup.procs"), *argv],
+            cwd=root, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
+            text=True, check=False)
+
+    def run_killed(self, root: Path, *argv: str) -> subprocess.CompletedProcess:
+        """Run ``argv``, which must be OOM-killed in the cgroup (the limit bites)."""
+        kills = self.oom_kills()
+        done = self.run(root, *argv)
+        assert done.returncode == -9 and self.oom_kills() > kills, done
+        return done
+
+
+def own_memory_cgroup() -> tuple[Path, str, str] | str:
+    """(folder, limit file, OOM counter file) of this process's memory cgroup, or why none."""
+    lines = Path("/proc/self/cgroup").read_text().splitlines()
+    v1 = [line.split(":", 2)[2] for line in lines if "memory" in line.split(":")[1].split(",")]
+    if v1:
+        return Path("/sys/fs/cgroup/memory" + v1[0]), "memory.limit_in_bytes", "memory.oom_control"
+    v2 = [line.split(":", 2)[2] for line in lines if line.startswith("0::")]
+    if not v2:
+        return "no memory cgroup in /proc/self/cgroup"
+    folder = Path("/sys/fs/cgroup" + v2[0])
+    try:  # a v2 child has memory.max only if its parent delegates the controller
+        (folder / "cgroup.subtree_control").write_text("+memory")
+    except OSError as err:
+        return f"cannot enable the memory controller for children of {folder}: {err}"
+    return folder, "memory.max", "memory.events"
+
+
+@pytest.fixture(scope="module")
+def memory_cgroup():
+    found = own_memory_cgroup()
+    if isinstance(found, str):
+        pytest.skip(found)
+    parent, limit_file, oom_file = found
+    path = parent / f"test_larger_than_ram.{os.getpid()}"
+    try:
+        path.mkdir()
+    except OSError as err:
+        pytest.skip(f"cannot create a memory cgroup under {parent}: {err}")
+    if not (path / limit_file).exists():
+        path.rmdir()
+        pytest.skip(f"{path} has no {limit_file}: the memory controller is not enabled there")
+    yield MemoryCgroup(path, limit_file, oom_file)
+    for _ in range(50):  # a killed process can take a moment to leave the cgroup
+        if not (path / "cgroup.procs").read_text().strip():
+            break
+        time.sleep(0.1)
+    path.rmdir()
+
+
+@pytest.fixture
+def project(tmp_path):
+    """A scratch project folder with this project's params.yaml. Its images.npy (the
+    gigabytes) is removed afterwards rather than kept among pytest's temporary folders; the
+    small PNGs are left to pytest (deleting 20,000 files took 50 s on this machine)."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    params["data"]["workers"] = 1
+    params["train"].update(model="googlenet", epochs=1, batch_size=8)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    yield tmp_path
+    (tmp_path / "data/packed/images.npy").unlink(missing_ok=True)
+
+
+def write_resized(root: Path, rows: int) -> None:
+    """data/resized as the resize stage leaves it: PNG crops in class folders and the crops'
+    manifest (stages/crop.py's columns)."""
+    resized = root / "data" / "resized"
+    manifest = []
+    for i in range(rows):
+        crop = f"{label(i)}/{i}.png"
+        if i < CLASSES:
+            (resized / label(i)).mkdir(parents=True)
+        ok, encoded = cv2.imencode(".png", cv2.cvtColor(image(i), cv2.COLOR_RGB2BGR),
+                                   [cv2.IMWRITE_PNG_COMPRESSION, 1])
+        assert ok
+        encoded.tofile(resized / crop)
+        manifest.append({"crop": crop, "source": f"{label(i)}/{i}.jpg", "xmin": 0, "ymin": 0,
+                         "xmax": SIZE, "ymax": SIZE, "label": label(i),
+                         "source_sha256": f"{i:064x}"})
+    with open(resized / "manifest.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(manifest[0]))
+        writer.writeheader()
+        writer.writerows(manifest)
+
+
+def write_packed(root: Path, rows: int) -> None:
+    """data/packed as the pack stage leaves it, written directly: packing this many PNGs
+    would take minutes (pack itself is tested on fewer rows, under its own smaller limit)."""
+    packed = root / "data" / "packed"
+    packed.mkdir(parents=True)
+    images = np.lib.format.open_memmap(packed / "images.npy", mode="w+", dtype=np.uint8,
+                                       shape=(rows, SIZE, SIZE, 3))
+    for start in range(0, rows, 4096):
+        index = np.arange(start, min(start + 4096, rows))[:, None, None]
+        chunk = images[start:start + len(index)]
+        chunk[..., 0], chunk[..., 1] = index % 256, index // 256 % 256
+        chunk[..., 2] = np.arange(SIZE, dtype=np.uint8) + index % 101
+    images.flush()
+    del images
+    save_npy(packed / "labels.npy", np.arange(rows, dtype=np.int32) % CLASSES)
+    write_json(packed / "classes.json", [label(i) for i in range(CLASSES)])
+    write_csv(packed / "items.csv", ITEM_FIELDS,
+              ({"index": i, "crop": f"{label(i)}/{i}.png", "source": f"{label(i)}/{i}.jpg",
+                "label": label(i), "source_sha256": f"{i:064x}"} for i in range(rows)))
+
+
+def test_pack_streams_an_array_larger_than_its_memory_limit(project, memory_cgroup):
+    write_resized(project, PACK_ROWS)
+    memory_cgroup.limit(PACK_LIMIT)
+    done = memory_cgroup.run(project, sys.executable, "-m", "stages.pack")
+    assert done.returncode == 0, f"pack under {PACK_LIMIT // MiB} MiB:\n{done.stderr}"
+
+    images = np.load(project / "data/packed/images.npy", mmap_mode="r")
+    assert images.shape == (PACK_ROWS, SIZE, SIZE, 3) and images.nbytes > 2.5 * PACK_LIMIT
+    for i in np.linspace(0, PACK_ROWS - 1, 200).astype(int):
+        assert np.array_equal(images[i], image(i)), f"row {i}"
+    labels = np.load(project / "data/packed/labels.npy")
+    assert np.array_equal(labels, np.arange(PACK_ROWS) % CLASSES)
+
+    memory_cgroup.run_killed(project, sys.executable, "-c",
+                             "import numpy as np; np.load('data/packed/images.npy')")
+
+
+def test_train_and_evaluate_read_rows_across_an_array_larger_than_their_memory_limit(
+        project, memory_cgroup):
+    write_packed(project, TRAIN_ROWS)
+    split = np.linspace(0, TRAIN_ROWS - 1, 3 * SUBSET).astype(np.int64)
+    for k, name in enumerate(("train", "val", "test")):
+        save_npy(project / "data/split" / f"{name}.npy", split[k::3])
+    assert (project / "data/packed/images.npy").stat().st_size > 1.5 * TRAIN_LIMIT
+    memory_cgroup.limit(TRAIN_LIMIT)
+
+    for stage in ("train", "evaluate"):
+        done = memory_cgroup.run(project, sys.executable, "-m", f"stages.{stage}")
+        assert done.returncode == 0, f"{stage} under {TRAIN_LIMIT // MiB} MiB:\n{done.stderr}"
+    assert read_json(project / "metrics/evaluate.json")["test_images"] == SUBSET
+    predicted = [int(row["index"]) for row in read_csv(project / "plots/predictions.csv")]
+    assert predicted == split[2::3].tolist()  # the last one is the array's last row
+
+    memory_cgroup.run_killed(project, sys.executable, "-c",
+                             "import numpy as np; np.load('data/packed/images.npy')")
