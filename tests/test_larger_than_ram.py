@@ -4,10 +4,10 @@ limit is smaller than the images array they write or read.
 Page cache charged to a cgroup is reclaimable, so a file larger than the limit can be streamed
 or memory-mapped; anonymous memory beyond the limit gets the process OOM-killed. Each test has
 a negative control showing its limit bites: the study's whole-array ``np.load`` is killed
-under it. Limits are from the stages' peaks measured here (README, "Datasets larger than RAM").
+under it. Limits sit above the stages' peaks, measured once here without a limit (the cgroup's
+total_rss sampled every 0.2 s).
 """
 
-import csv
 import os
 import subprocess
 import sys
@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import yaml
 
+from stages.crop import MANIFEST, MANIFEST_FIELDS
 from stages.io import read_csv, read_json, save_npy, write_csv, write_json
 from stages.pack import ITEM_FIELDS
 
@@ -146,10 +147,7 @@ def write_resized(root: Path, rows: int) -> None:
         manifest.append({"crop": crop, "source": f"{label(i)}/{i}.jpg", "xmin": 0, "ymin": 0,
                          "xmax": SIZE, "ymax": SIZE, "label": label(i),
                          "source_sha256": f"{i:064x}"})
-    with open(resized / "manifest.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(manifest[0]))
-        writer.writeheader()
-        writer.writerows(manifest)
+    write_csv(resized / MANIFEST, MANIFEST_FIELDS, manifest)
 
 
 def write_packed(root: Path, rows: int) -> None:
