@@ -6,6 +6,11 @@ columns path, xmin, ymin, xmax, ymax[, label] (``csv``; paths relative to ``data
 edges counted from 0). Images are decoded with their EXIF orientation applied, so boxes refer to
 the picture a viewer shows. Every file found ends up accepted (it gave at least one crop) or in
 the rejects list with its reason.
+
+The crops go, as raw RGB pixels, into a few shard files (``crops-000.bin``, ...); manifest.csv
+gives each crop's shard, offset and size. Raw pixels cost disk (height x width x 3 bytes per
+crop, more than the JPEG they came from) but no PNG encode here and decode in resize, and a few
+shards instead of a file per crop keep ``dvc status`` fast (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -13,8 +18,10 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+import os
 import unicodedata
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,12 +30,23 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from stages.errors import PipelineError, run
-from stages.io import atomic_dir, parallel_map, read_csv, worker_count, write_csv, write_json
+from stages.io import (
+    ShardWriter,
+    atomic_dir,
+    parallel_map,
+    read_csv,
+    read_shard_array,
+    worker_count,
+    write_csv,
+    write_json,
+)
 from stages.params import load_params
 
 OUT_DIR = Path("data/crops")
 MANIFEST = "manifest.csv"
-MANIFEST_FIELDS = ["crop", "source", "xmin", "ymin", "xmax", "ymax", "label", "source_sha256"]
+MANIFEST_FIELDS = ["crop", "source", "xmin", "ymin", "xmax", "ymax", "label", "source_sha256",
+                   "shard", "offset", "height", "width"]
+SHARD_NAME = "crops"
 REJECTS = Path("metrics/rejects.csv")
 DUPLICATES = Path("metrics/duplicates.csv")
 DATA_METRICS = Path("metrics/data.json")
@@ -47,8 +65,9 @@ class AnnotationError(ValueError):
 
 @dataclass
 class Outcome:
-    """What became of one file: its crops (manifest rows) and its rejected parts."""
+    """What became of one file: its crops (manifest rows and pixels) and its rejected parts."""
     crops: list[dict] = field(default_factory=list)
+    pixels: list[np.ndarray] = field(default_factory=list)
     rejects: list[dict] = field(default_factory=list)
     clipped: int = 0
     relabelled: int = 0
@@ -63,7 +82,7 @@ def parse_voc(xml: bytes) -> list[tuple[str | None, Box]]:
     """
     try:
         root = SafeET.fromstring(xml)
-    except Exception as err:  # ParseError and defusedxml's refusals alike
+    except Exception as err:  # noqa: BLE001 (ParseError and defusedxml's refusals alike)
         raise AnnotationError(f"malformed XML ({type(err).__name__}: {err})") from None
     objects = []
     for obj in root.iter("object"):
@@ -155,27 +174,35 @@ def grey16_to_rgb(image: Image.Image) -> Image.Image:
 
 
 def crop_name(source: str, index: int) -> str:
-    """Crop path for box ``index`` of ``source``: ``c/sub/x.jpg`` -> ``c/sub__x.jpg-0.png``."""
+    """Name of box ``index`` of ``source``: ``c/sub/x.jpg`` -> ``c/sub__x.jpg-0``."""
     label, *rest = source.split("/")
-    return f"{label}/{'__'.join(rest)}-{index}.png"
+    return f"{label}/{'__'.join(rest)}-{index}"
+
+
+def load_crop(row: dict, directory: Path = OUT_DIR) -> np.ndarray:
+    """The RGB pixels of the crop that manifest row ``row`` describes."""
+    return read_shard_array(directory, row["shard"], int(row["offset"]),
+                            (int(row["height"]), int(row["width"]), 3))
 
 
 @dataclass(frozen=True)
 class Job:
     """One file to crop, with everything a worker process needs."""
     data_dir: Path
+    real_root: str  # os.path.realpath(data_dir), worked out once
     source: str  # path relative to data_dir, with "/" separators
     boxes: tuple | None  # from the CSV; None means read the VOC XML beside the image
-    out_dir: Path
     margin: float
     no_box: str
     max_pixels: int
     label_mismatch: str
 
 
-def outside(path: Path, root: Path) -> bool:
-    """Whether ``path``, symlinks and ``..`` resolved, leads out of ``root``."""
-    return not path.resolve().is_relative_to(root.resolve())
+def outside(path: Path, real_root: str) -> bool:
+    """Whether ``path``, symlinks and ``..`` resolved, leads out of the folder whose
+    ``os.path.realpath`` is ``real_root``."""
+    real = os.path.realpath(path)
+    return real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep)
 
 
 def nfc(name: str) -> str:
@@ -188,7 +215,7 @@ def reject(source: str, reason: str, detail: str = "") -> dict:
 
 
 def crop_file(job: Job) -> Outcome:
-    """Decode one image, read its boxes, and write one PNG per usable box."""
+    """Decode one image, read its boxes, and cut out the pixels of every usable box."""
     outcome = Outcome()
     folder = nfc(job.source.split("/")[0])
     try:
@@ -197,7 +224,7 @@ def crop_file(job: Job) -> Outcome:
     except AnnotationError as err:
         outcome.rejects.append(reject(job.source, "image too large", str(err)))
         return outcome
-    except Exception as err:  # PIL raises many types for files that are not (valid) images
+    except Exception as err:  # noqa: BLE001 (PIL raises many types for files that are not images)
         outcome.rejects.append(reject(job.source, "unreadable image",
                                       f"{type(err).__name__}: {err}"))
         return outcome
@@ -206,7 +233,7 @@ def crop_file(job: Job) -> Outcome:
         annotations = list(job.boxes)
     else:
         xml_path = (job.data_dir / job.source).with_suffix(".xml")
-        if outside(xml_path, job.data_dir):
+        if outside(xml_path, job.real_root):
             outcome.rejects.append(reject(job.source, "outside data root",
                                           f"its annotation links to {xml_path.resolve()}"))
             return outcome
@@ -236,12 +263,31 @@ def crop_file(job: Job) -> Outcome:
             outcome.rejects.append(reject(job.source, "bad box", f"box {index}: {err}"))
             continue
         outcome.clipped += was_clipped
-        name = crop_name(job.source, index)
-        (job.out_dir / name).parent.mkdir(parents=True, exist_ok=True)
-        image.crop(box).save(job.out_dir / name, compress_level=1)
-        outcome.crops.append(dict(zip(MANIFEST_FIELDS, (name, job.source, *box, folder, digest),
-                                       strict=True)))
+        xmin, ymin, xmax, ymax = box
+        # Box by box: an array of the whole image would be a second copy of a huge photo.
+        outcome.pixels.append(np.asarray(image.crop(box)))
+        outcome.crops.append({"crop": crop_name(job.source, index), "source": job.source,
+                              "xmin": xmin, "ymin": ymin, "xmax": xmax, "ymax": ymax,
+                              "label": folder, "source_sha256": digest})
     return outcome
+
+
+def walk(folder: Path, prefix: str = "") -> Iterator[tuple[str, os.DirEntry | OSError]]:
+    """(path relative to ``folder``, its directory entry) for every file and symlink under
+    ``folder``, in sorted order, or (path, error) for a folder that cannot be listed. Symlinked
+    folders are listed as entries, not entered."""
+    try:
+        with os.scandir(folder) as scan:
+            entries = sorted(scan, key=lambda entry: entry.name)
+    except OSError as err:
+        yield prefix.rstrip("/") or ".", err
+        return
+    for entry in entries:
+        rel = prefix + entry.name
+        if entry.is_dir(follow_symlinks=False):
+            yield from walk(Path(entry.path), rel + "/")
+        elif entry.is_file() or entry.is_symlink():
+            yield rel, entry
 
 
 def find_files(data_dir: Path, voc: bool) -> tuple[list[str], list[dict]]:
@@ -251,14 +297,17 @@ def find_files(data_dir: Path, voc: bool) -> tuple[list[str], list[dict]]:
     an XML that no image reads (``voc`` False: every XML) is rejected, so no file goes unseen.
     """
     candidates, xmls, rejects = [], [], []
-    for path in sorted(p for p in data_dir.rglob("*") if p.is_file() or p.is_symlink()):
-        rel = path.relative_to(data_dir).as_posix()
-        if rel == CSV_ANNOTATIONS:
+    real_root = os.path.realpath(data_dir)
+    for rel, entry in walk(data_dir):
+        if isinstance(entry, OSError):
+            rejects.append(reject(rel, "unreadable folder", entry.strerror or str(entry)))
+        elif rel == CSV_ANNOTATIONS:
             continue
-        if path.suffix.lower() == ".xml" and "/" in rel:
+        elif os.path.splitext(rel)[1].lower() == ".xml" and "/" in rel:
             xmls.append(rel)  # crop_file checks where the XML it reads leads
-        elif outside(path, data_dir):
-            rejects.append(reject(rel, "outside data root", f"symlink to {path.resolve()}"))
+        elif entry.is_symlink() and outside(Path(entry.path), real_root):  # nothing else can
+            rejects.append(reject(rel, "outside data root",
+                                  f"symlink to {os.path.realpath(entry.path)}"))
         elif "/" not in rel:
             rejects.append(reject(rel, "not in a class folder"))
         else:
@@ -280,10 +329,11 @@ def read_csv_boxes(data_dir: Path) -> tuple[dict[str, list], list[dict]]:
         raise PipelineError(f"{csv_path}: missing column(s) {', '.join(sorted(missing))}")
     boxes: dict[str, list] = {}
     rejects = []
+    real_root = os.path.realpath(data_dir)
     for line, row in enumerate(rows, start=2):
         where = f"{CSV_ANNOTATIONS} line {line}"
         path = row["path"].replace("\\", "/")
-        if outside(data_dir / path, data_dir):
+        if outside(data_dir / path, real_root):
             rejects.append(reject(where, "outside data root", f"path {row['path']!r}"))
             continue
         try:
@@ -364,10 +414,20 @@ def main() -> None:
         raise PipelineError(f"data.dir={str(data_dir)!r}: no files in its class folders")
 
     with atomic_dir(OUT_DIR) as tmp:
-        jobs = [Job(data_dir, rel, None if csv_boxes is None else tuple(csv_boxes.get(rel, ())),
-                    tmp, cfg["margin"], cfg["no_box"], cfg["max_pixels"], cfg["label_mismatch"])
+        real_root = os.path.realpath(data_dir)
+        jobs = [Job(data_dir, real_root, rel,
+                    None if csv_boxes is None else tuple(csv_boxes.get(rel, ())),
+                    cfg["margin"], cfg["no_box"], cfg["max_pixels"], cfg["label_mismatch"])
                 for rel in candidates]
-        outcomes = list(parallel_map(crop_file, jobs, worker_count(data["workers"]), "crop"))
+        outcomes = []
+        with ShardWriter(tmp, SHARD_NAME) as shards:
+            # In file order, so the shards come out the same whatever the worker count.
+            for outcome in parallel_map(crop_file, jobs, worker_count(data["workers"]), "crop"):
+                for row, pixels in zip(outcome.crops, outcome.pixels, strict=True):
+                    row["shard"], row["offset"] = shards.write(pixels)
+                    row["height"], row["width"] = pixels.shape[:2]
+                outcome.pixels.clear()
+                outcomes.append(outcome)
         manifest = [row for o in outcomes for row in o.crops]
         rejects += [r for o in outcomes for r in o.rejects]
         duplicates, across = duplicate_sources(manifest)

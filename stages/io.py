@@ -12,16 +12,19 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import math
 import os
 import re
 import shutil
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Self, TypeVar
 
 import numpy as np
 from tqdm import tqdm
+
+from stages.errors import PipelineError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -116,6 +119,77 @@ def load_npy(path: str | os.PathLike, mmap: bool = False) -> np.ndarray:
     return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
 
 
+def write_npy_rows(path: str | os.PathLike, shape: tuple[int, ...], rows: Iterable[np.ndarray],
+                   what: Sequence[str]) -> None:
+    """A uint8 .npy of ``shape`` written one row after another, as ``rows`` yields them.
+
+    Plain sequential writes, not a memory map: written pages are never mapped into this
+    process, so its RSS stays flat however large the array (BENCHMARKS.md). ``what`` names each
+    row for the error when one has the wrong shape.
+    """
+    count = 0
+    with atomic_path(path) as tmp, open(tmp, "wb") as out:
+        np.lib.format.write_array_header_1_0(out, {
+            "descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
+            "fortran_order": False, "shape": shape})
+        for row in rows:
+            if row.shape != shape[1:] or row.dtype != np.uint8:
+                raise PipelineError(f"{what[count]}: shape {row.shape} {row.dtype}, expected "
+                                 f"{shape[1:]} uint8")
+            out.write(np.ascontiguousarray(row).data)
+            count += 1
+        if count != shape[0]:
+            raise PipelineError(f"{path}: {count} rows written, {shape[0]} expected")
+
+
+class ShardWriter:
+    """uint8 arrays appended to raw shard files ``NAME-000.bin``, ``NAME-001.bin``, ... in a
+    folder, a new shard once one holds ``max_bytes``: a few big files instead of one file per
+    array, which is what keeps ``dvc status`` fast. ``write`` returns the array's shard and
+    offset; with its shape, ``read_shard_array`` reads it back."""
+
+    def __init__(self, directory: Path, name: str, max_bytes: int = 2**30):
+        self.directory, self.name, self.max_bytes = directory, name, max_bytes
+        self.index, self.file = -1, None
+
+    def write(self, array: np.ndarray) -> tuple[str, int]:
+        if array.dtype != np.uint8:
+            raise ValueError(f"shards hold uint8 arrays, not {array.dtype}")
+        used = None if self.file is None else self.file.tell()
+        if used is None or (used and used + array.nbytes > self.max_bytes):
+            self.close()
+            self.index += 1
+            self.file = open(self.directory / self.shard, "wb")  # noqa: SIM115 (closed by close)
+        offset = self.file.tell()
+        self.file.write(np.ascontiguousarray(array).data)
+        return self.shard, offset
+
+    @property
+    def shard(self) -> str:
+        return f"{self.name}-{self.index:03d}.bin"
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def read_shard_array(directory: Path, shard: str, offset: int, shape: tuple[int, ...]
+                     ) -> np.ndarray:
+    """The uint8 array of ``shape`` that ShardWriter wrote at ``offset`` of ``shard``."""
+    path = directory / shard
+    count = math.prod(shape)
+    array = np.fromfile(path, dtype=np.uint8, count=count, offset=offset)
+    if array.size != count:
+        raise PipelineError(f"{path}: truncated ({array.size} of {count} bytes at offset {offset})")
+    return array.reshape(shape)
+
+
 def worker_count(requested: int) -> int:
     """``data.workers``: 0 means every core this process may use."""
     if requested > 0:
@@ -127,7 +201,7 @@ def parallel_map(fn: Callable[[T], R], items: Sequence[T], workers: int, desc: s
                  ) -> Iterator[R]:
     """``map(fn, items)`` over ``workers`` processes, in order, with a progress bar."""
     chunksize = max(1, min(64, len(items) // (workers * 8) or 1))
-    bar = dict(total=len(items), desc=desc, unit="file", mininterval=2, disable=None)
+    bar = {"total": len(items), "desc": desc, "unit": "file", "mininterval": 2, "disable": None}
     if workers <= 1:
         yield from tqdm(map(fn, items), **bar)
         return

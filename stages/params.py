@@ -73,7 +73,7 @@ SCHEMA: dict[str, Key] = {
     "train.augment": Key(bool),
     "train.seed": Key(int, min=0),
     "train.precision": Key(str, choices=("float32", "mixed_bfloat16", "mixed_float16")),
-    "train.strategy": Key(str, choices=("default", "mirrored")),
+    "train.strategy": Key(str, choices=("default", "mirrored", "multi_worker")),
     "evaluate.batch_size": Key(int, min=1, max=4096),
     "report.top_confusions": Key(int, min=1),
 }

@@ -5,8 +5,8 @@
 
 Each box goes through the pipeline's own functions with params.yaml's settings: crop's
 decode_image (EXIF orientation applied) and crop_region (clipped, widened by crop.margin),
-resize's resize_image (resize.size, resize.mode) and pack's bgr_to_rgb, so the model sees the
-uint8 RGB array that images.npy would hold for it. Boxes are 0-based pixel edges with x1, y1
+and resize's resize_image (resize.size, resize.mode), so the model sees the uint8 RGB array
+that images.npy would hold for it. Boxes are 0-based pixel edges with x1, y1
 exclusive (as in annotations.csv); --box may be repeated. --annotation takes a VOC XML (one
 image) or a CSV laid out like annotations.csv, its paths relative to the CSV's folder. An image
 without a box is used whole, as crop.no_box=whole does.
@@ -18,7 +18,6 @@ import argparse
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 from PIL import Image
 
@@ -27,7 +26,6 @@ from stages.errors import PipelineError, run
 from stages.evaluate import class_probabilities
 from stages.io import read_csv, read_json
 from stages.pack import OUT_DIR as PACKED_DIR
-from stages.pack import bgr_to_rgb
 from stages.params import load_params
 from stages.resize import resize_image
 from stages.train import MODEL_PATH
@@ -98,14 +96,10 @@ def load_image(path: Path, max_pixels: int) -> Image.Image:
 
 def model_input(image: Image.Image, box: Box, margin: float, size: int, mode: str
                 ) -> tuple[np.ndarray, Box]:
-    """The array the model saw in training for ``box`` of ``image``, and the pixels cropped.
-
-    The crop stage saves the crop as a (lossless) PNG that resize decodes to BGR; pack decodes
-    the resized PNG to BGR and converts it to RGB. The same steps, without the files.
-    """
+    """The array the model saw in training for ``box`` of ``image``, and the pixels cropped:
+    the crop and resize stages' steps, without their files."""
     region, _ = crop_region(box, margin, image.width, image.height)
-    bgr = cv2.cvtColor(np.asarray(image.crop(region)), cv2.COLOR_RGB2BGR)
-    return bgr_to_rgb(resize_image(bgr, size, mode)), region
+    return resize_image(np.asarray(image.crop(region)), size, mode), region
 
 
 def top_classes(probs: np.ndarray, classes: list[str], k: int) -> list[dict]:

@@ -1,7 +1,9 @@
 """resize: every crop to ``resize.size`` x ``resize.size``, stretched (as the study did) or padded.
 
 Stretching changes the aspect ratio (a tall glyph becomes a fat one); padding keeps it and fills
-the borders with black. The resized crops keep the crops' relative paths and manifest.
+the borders with black. The resized crops go straight into one uint8 array, ``images.npy``
+(N, size, size, 3) in RGB, written one crop after another; its rows follow manifest.csv, the
+crops' manifest copied as it is.
 """
 
 from __future__ import annotations
@@ -12,13 +14,20 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from stages.crop import MANIFEST
+from stages.crop import MANIFEST, load_crop
 from stages.crop import OUT_DIR as CROPS_DIR
 from stages.errors import PipelineError, run
-from stages.io import atomic_dir, parallel_map, read_csv, worker_count
+from stages.io import atomic_dir, parallel_map, read_csv, worker_count, write_npy_rows
 from stages.params import load_params
 
 OUT_DIR = Path("data/resized")
+IMAGES = "images.npy"
+
+# Intel IPP's resize takes CPU-specific paths that round differently: the same crops gave a
+# different images.npy on an AVX2 and an AVX-512 machine. OpenCV's own code gives the same bytes
+# with its AVX/AVX2 paths switched off (OPENCV_CPU_DISABLE), so without IPP the output depends
+# on the data and params, not on the CPU.
+cv2.ipp.setUseIPP(False)
 
 
 def resize_image(image: np.ndarray, size: int, mode: str) -> np.ndarray:
@@ -40,39 +49,25 @@ def resize_image(image: np.ndarray, size: int, mode: str) -> np.ndarray:
                               cv2.BORDER_CONSTANT, value=(0, 0, 0))
 
 
-def read_image(path: Path) -> np.ndarray:
-    """Decode an image file to BGR uint8 (np.fromfile copes with any Unicode path)."""
-    image = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise PipelineError(f"{path}: cannot decode image")
-    return image
-
-
-def write_png(path: Path, image: np.ndarray) -> None:
-    ok, encoded = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
-    if not ok:
-        raise PipelineError(f"{path}: cannot encode PNG")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    encoded.tofile(path)
-
-
-def _resize_file(job: tuple[Path, Path, int, str]) -> None:
-    source, target, size, mode = job
-    write_png(target, resize_image(read_image(source), size, mode))
+def _resize_crop(job: tuple[dict, int, str]) -> np.ndarray:
+    row, size, mode = job
+    return resize_image(load_crop(row), size, mode)
 
 
 def main() -> None:
     params = load_params()
     cfg = params["resize"]
+    size = cfg["size"]
     rows = read_csv(CROPS_DIR / MANIFEST)
+    if not rows:
+        raise PipelineError(f"{CROPS_DIR / MANIFEST}: no crops to resize")
+    jobs = [(row, size, cfg["mode"]) for row in rows]
+    resized = parallel_map(_resize_crop, jobs, worker_count(params["data"]["workers"]), "resize")
     with atomic_dir(OUT_DIR) as tmp:
-        jobs = [(CROPS_DIR / row["crop"], tmp / row["crop"], cfg["size"], cfg["mode"])
-                for row in rows]
-        for _ in parallel_map(_resize_file, jobs, worker_count(params["data"]["workers"]),
-                              "resize"):
-            pass
+        write_npy_rows(tmp / IMAGES, (len(rows), size, size, 3), resized,
+                       what=[f"{CROPS_DIR / MANIFEST} crop {row['crop']}" for row in rows])
         shutil.copyfile(CROPS_DIR / MANIFEST, tmp / MANIFEST)
-    print(f"resize: {len(rows)} crops -> {cfg['size']}x{cfg['size']} ({cfg['mode']}) in {OUT_DIR}/")
+    print(f"resize: {len(rows)} crops -> {size}x{size} ({cfg['mode']}) in {OUT_DIR / IMAGES}")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ CHECKPOINT_DIR = Path(".checkpoints/train")
 # What a run depends on, for its checkpoint's fingerprint (the same as the stage's deps).
 SOURCE_ROOT = Path(__file__).resolve().parents[1]
 CODE = [SOURCE_ROOT / "stages/train.py", SOURCE_ROOT / "stages/training.py",
-        *sorted((SOURCE_ROOT / "models").glob("*.py"))]
+        SOURCE_ROOT / "stages/distributed.py", *sorted((SOURCE_ROOT / "models").glob("*.py"))]
 DATA = [PACKED_DIR / "images.npy", PACKED_DIR / "labels.npy", PACKED_DIR / "classes.json",
         SPLIT_DIR / "train.npy", SPLIT_DIR / "val.npy"]
 
@@ -63,6 +63,10 @@ def main() -> None:
     labels = load_npy(PACKED_DIR / "labels.npy")
     classes = read_json(PACKED_DIR / "classes.json")
     train_idx, val_idx = (load_npy(SPLIT_DIR / f"{name}.npy") for name in ("train", "val"))
+    if cfg["strategy"] == "multi_worker":
+        from stages.distributed import check_batch_size
+
+        check_batch_size(cfg["batch_size"], len(train_idx), strategy.num_replicas_in_sync)
 
     with strategy.scope():  # variables mirrored on every replica; batch_size stays global
         model = build_classifier(cfg["model"], images.shape[1], len(classes),
@@ -81,6 +85,9 @@ def main() -> None:
     print(f"train: {cfg['model']} ({model.count_params():,} parameters) on {len(train_idx)} "
           f"images, validating on {len(val_idx)}, {len(classes)} classes, "
           f"{strategy.num_replicas_in_sync} replica(s)")
+    if cfg["strategy"] == "multi_worker":
+        fit_together(model, strategy, cfg, train_batches, val_batches)
+        return
 
     checkpoint = EpochCheckpoint(CHECKPOINT_DIR, LIVE_DIR, run_fingerprint(
         {"train": cfg, "model": model_cfg}, CODE + DATA))
@@ -102,6 +109,35 @@ def main() -> None:
         model.save(tmp)
     checkpoint.discard()
     print(f"train: saved {MODEL_PATH}; curves in {LIVE_DIR}/")
+
+
+def fit_together(model, strategy, cfg: dict, train_batches, val_batches) -> None:
+    """train.strategy=multi_worker: every worker runs this, and only the chief writes files.
+
+    No checkpoints: every worker would have to resume from the same one, on its own machine.
+    """
+    from dvclive import Live
+    from dvclive.keras import DVCLiveCallback
+
+    from models import AUX_LOSS_WEIGHT
+    from stages.distributed import fit_multi_worker, read_tf_config, save_model
+    from stages.training import EpochTimer, MainHeadLogNames, loss_weights, make_loss
+
+    task = read_tf_config()
+    print(f"train: {task.type} {task.index} of {task.workers} tasks"
+          f"{' (chief: writes the model and curves)' if task.is_chief else ''}; multi_worker "
+          f"keeps no checkpoint, a stopped run starts again from epoch 1")
+    callbacks = [EpochTimer(), MainHeadLogNames()]
+    if task.is_chief:
+        live = Live(str(LIVE_DIR), dvcyaml=False, save_dvc_exp=False, report=None)
+        callbacks.append(DVCLiveCallback(live=live))
+    fit_multi_worker(model, strategy, train_batches, val_batches, cfg["epochs"],
+                     make_loss(cfg["loss"], cfg["label_smoothing"], reduction=None),
+                     loss_weights(model.output_names, AUX_LOSS_WEIGHT), callbacks)
+    save_model(model, MODEL_PATH, task.is_chief)
+    if task.is_chief:
+        print(f"train: saved {MODEL_PATH}; curves in {LIVE_DIR}/")
+
 
 if __name__ == "__main__":
     run(main)

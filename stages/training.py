@@ -90,24 +90,36 @@ class Batches(keras.utils.PyDataset):
     def __len__(self) -> int:
         return math.ceil(len(self.indices) / self.batch_size)
 
-    def __getitem__(self, i):
+    def rows(self, i: int) -> np.ndarray:
+        """The indices of batch ``i``."""
         batch = self.order[i * self.batch_size:(i + 1) * self.batch_size]
         if self.shuffle_seed is not None:
             # Sequential reads of the file; the order within a batch does not matter.
             batch = np.sort(batch)
-        one_hot = np.eye(self.num_classes, dtype=np.float32)[self.labels[batch]]
+        return batch
+
+    def replica_part(self, i: int, replica: int, replicas: int) -> tuple[np.ndarray, np.ndarray]:
+        """(images, one-hot labels) of replica ``replica``'s share of batch ``i``: its
+        consecutive slice of ``rows(i)``, so the ``replicas`` parts together are the batch."""
+        part = np.array_split(self.rows(i), replicas)[replica]
+        return self.images[part], np.eye(self.num_classes, dtype=np.float32)[self.labels[part]]
+
+    def __getitem__(self, i):
+        images, one_hot = self.replica_part(i, 0, 1)
         if len(self.output_names) == 1:
-            return self.images[batch], one_hot
-        return self.images[batch], {name: one_hot for name in self.output_names}
+            return images, one_hot
+        return images, {name: one_hot for name in self.output_names}
 
     def on_epoch_end(self):
         self.set_epoch(self.epoch + 1)
 
 
-def make_loss(name: str, label_smoothing: float = 0.0) -> keras.losses.Loss:
+def make_loss(name: str, label_smoothing: float = 0.0,
+              reduction: str | None = "sum_over_batch_size") -> keras.losses.Loss:
+    """The loss; ``reduction=None`` gives one value per image (the multi-worker loop's)."""
     loss = {"binary": keras.losses.BinaryCrossentropy,
             "categorical": keras.losses.CategoricalCrossentropy}[name]
-    return loss(label_smoothing=label_smoothing)
+    return loss(label_smoothing=label_smoothing, reduction=reduction)
 
 
 def make_optimizer(name: str, lr: float, schedule: str, steps_per_epoch: int, epochs: int):
@@ -145,14 +157,18 @@ def compile_model(model: keras.Model, optimizer, loss: keras.losses.Loss,
     if len(model.outputs) == 1:
         losses, weights, metric_map = loss, None, metrics()
     else:
-        names = model.output_names
-        losses = {name: loss for name in names}
-        weights = {name: 1.0 if name == "predictions" else aux_loss_weight for name in names}
+        losses = {name: loss for name in model.output_names}
+        weights = loss_weights(model.output_names, aux_loss_weight)
         metric_map = {"predictions": metrics()}
     # XLA off by default (Keras' "auto" would turn it on): with oneDNN on it was no faster here
     # and compiled 10 s longer (bench/train_step.py, BENCHMARKS.md).
     model.compile(optimizer=optimizer, loss=losses, loss_weights=weights, metrics=metric_map,
                   jit_compile=jit_compile)
+
+
+def loss_weights(output_names: list[str], aux_loss_weight: float) -> dict[str, float]:
+    """Each output's weight in the total loss: 1 for the main head, ``aux_loss_weight`` else."""
+    return {name: 1.0 if name == "predictions" else aux_loss_weight for name in output_names}
 
 
 class MainHeadLogNames(keras.callbacks.Callback):
@@ -247,13 +263,23 @@ def seed_generator_states(model: keras.Model) -> list:
 
 
 def distribution_strategy(name: str) -> tf.distribute.Strategy:
-    """``train.strategy``: default (one device) or mirrored (one replica per local GPU).
+    """``train.strategy``: default (one device), mirrored (one replica per local GPU) or
+    multi_worker (one replica per device of every worker that TF_CONFIG lists).
 
     Without GPUs, mirrored uses every CPU device TensorFlow lists: one, unless it was
-    configured as several logical devices, as the tests do. (MultiWorkerMirroredStrategy is not
-    offered: Keras 3's fit() fails under it, keras-team/keras#20585; see README.)
+    configured as several logical devices, as the tests do. multi_worker is
+    MultiWorkerMirroredStrategy, which reads TF_CONFIG (checked here first, so that a missing
+    or malformed one is one line, not a TensorFlow traceback); Keras 3's fit() fails under it
+    (keras-team/keras#20585), so the train stage runs ``stages.distributed.fit_multi_worker``
+    instead. Create the strategy before any other TensorFlow work: MultiWorkerMirroredStrategy
+    has to start the cluster's servers before the runtime is initialised.
     """
     if name == "mirrored":
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         return tf.distribute.MirroredStrategy([device.name for device in devices])
+    if name == "multi_worker":
+        from stages.distributed import read_tf_config
+
+        read_tf_config()  # raises a PipelineError naming the problem
+        return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()

@@ -200,15 +200,15 @@ def test_every_file_found_is_accepted_or_rejected(defects):
 
 def test_extension_does_not_decide_the_format(defects):
     """A PNG named .jpg and a JPEG named .txt are decoded by content, and accepted."""
-    crops = {row["source"]: row["crop"] for row in defects["manifest"]}
-    png = np.asarray(Image.open(defects["root"] / "data/crops" / crops["cat/png_named.jpg"]))
+    crops = {row["source"]: row for row in defects["manifest"]}
+    png = crop.load_crop(crops["cat/png_named.jpg"], defects["root"] / "data/crops")
     assert png.shape == (20, 30, 3) and (png == BLUE).all()
     assert "cat/jpeg_named.txt" in crops
 
 
 def test_boxes_refer_to_the_picture_as_a_viewer_shows_it(defects):
-    crops = {row["source"]: row["crop"] for row in defects["manifest"]}
-    top = np.asarray(Image.open(defects["root"] / "data/crops" / crops["cat/rotated.jpg"]))
+    crops = {row["source"]: row for row in defects["manifest"]}
+    top = crop.load_crop(crops["cat/rotated.jpg"], defects["root"] / "data/crops")
     assert top.shape == (30, 40, 3)  # the box (0, 0, 40, 30) of the upright 40 x 60 picture
     assert np.abs(top[:24].astype(int) - RED).max() < 40  # JPEG blurs the red/blue edge
 
@@ -358,13 +358,14 @@ def test_huge_image_is_cropped_from_one_decoded_copy(tmp_path):
     base, peak = peak_rss_mb(
         "from pathlib import Path\n"
         "from stages.crop import Job, crop_file\n"
-        "outcome = crop_file(Job(data_dir=Path(root), source='cat/huge.jpg', "
-        "boxes=((None, (6000, 4000, 6300, 4300)),), out_dir=Path(root), margin=0.0, "
+        "outcome = crop_file(Job(data_dir=Path(root), real_root=root, source='cat/huge.jpg', "
+        "boxes=((None, (6000, 4000, 6300, 4300)),), margin=0.0, "
         "no_box='whole', max_pixels=200_000_000, label_mismatch='reject'))\n"
-        "assert len(outcome.crops) == 1, outcome.rejects",
+        "assert len(outcome.crops) == 1, outcome.rejects\n"
+        "import numpy as np; np.save(Path(root) / 'crop.npy', outcome.pixels[0])",
         root=str(tmp_path))
     assert peak - base < 1.25 * decoded_mb, (base, peak)
-    crop_pixels = np.asarray(Image.open(tmp_path / "cat" / "huge.jpg-0.png")).astype(int)
+    crop_pixels = np.load(tmp_path / "crop.npy").astype(int)
     assert crop_pixels.shape == (300, 300, 3)
     assert np.abs(crop_pixels[8:-8, 8:-8] - RED).max() < 40
 
@@ -379,7 +380,7 @@ def test_label_mismatch_policy_folder_keeps_the_box(in_tmp):
     assert (metrics["crops"], metrics["boxes_relabelled"], metrics["rejects_by_reason"]) == (
         2, 1, {})
     manifest = (in_tmp / "data/crops/manifest.csv").read_text(encoding="utf-8")
-    assert "cat/x.jpg-0.png,cat/x.jpg,0,0,10,10,cat," in manifest
+    assert "cat/x.jpg-0,cat/x.jpg,0,0,10,10,cat," in manifest
 
 
 def test_too_many_rejects_stop_crop_but_leave_the_reasons(in_tmp):
@@ -403,7 +404,7 @@ def write_packed(root: Path, labels: list[str], sources: list[str]) -> None:
     save_npy(packed / "labels.npy", np.array([classes.index(c) for c in labels], np.int32))
     write_json(packed / "classes.json", classes)
     write_csv(packed / "items.csv", ITEM_FIELDS, [
-        {"index": i, "crop": f"{s}-{i}.png", "source": s, "label": c, "source_sha256": s}
+        {"index": i, "crop": f"{s}-{i}", "source": s, "label": c, "source_sha256": s}
         for i, (c, s) in enumerate(zip(labels, sources, strict=True))])
 
 

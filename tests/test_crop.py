@@ -1,5 +1,5 @@
-import csv
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +10,7 @@ from PIL import Image
 from stages import crop
 from stages.crop import AnnotationError, clip_box, crop_name, expand_box, parse_csv_row, parse_voc
 from stages.errors import PipelineError
+from stages.io import read_csv
 from stages.sample import Object, voc_xml
 
 
@@ -21,8 +22,8 @@ def test_voc_boxes_become_zero_based_edges():
 
 @pytest.mark.parametrize("xml, reason", [
     (b"<annotation><object>", "malformed XML"),
-    (b"<annotation><object><name>a</name><bndbox><xmin>one</xmin><ymin>1</ymin>"
-     b"<xmax>2</xmax><ymax>2</ymax></bndbox></object></annotation>", "xmin='one' is not a number"),
+    ((b"<annotation><object><name>a</name><bndbox><xmin>one</xmin><ymin>1</ymin>"
+      b"<xmax>2</xmax><ymax>2</ymax></bndbox></object></annotation>"), "xmin='one' is not a number"),
     (b"<annotation><object><name>a</name></object></annotation>", "object without bndbox"),
     (b'<?xml version="1.0"?><!DOCTYPE a [<!ENTITY e "x">]><annotation>&e;</annotation>',
      "malformed XML (EntitiesForbidden"),
@@ -54,8 +55,8 @@ def test_expand_box_stays_inside_the_image():
 
 
 def test_crop_name_flattens_subfolders():
-    assert crop_name("cat/2024/x.jpg", 1) == "cat/2024__x.jpg-1.png"
-    assert crop_name("고양이 사진/x y.png", 0) == "고양이 사진/x y.png-0.png"
+    assert crop_name("cat/2024/x.jpg", 1) == "cat/2024__x.jpg-1"
+    assert crop_name("고양이 사진/x y.png", 0) == "고양이 사진/x y.png-0"
 
 
 def write_image(path, size=(60, 40), colour=(200, 30, 30)):
@@ -96,14 +97,18 @@ def test_crop_stage_accounts_for_every_file(in_tmp):
     assert metrics["crops"] == 4 and metrics["boxes_clipped"] == 1
     assert metrics["rejects_by_reason"] == {"label mismatch": 1, "not in a class folder": 1,
                                             "unreadable image": 2}
-    manifest = list(csv.DictReader(open(in_tmp / "data/crops/manifest.csv", encoding="utf-8")))
+    manifest = read_csv(in_tmp / "data/crops/manifest.csv")
     assert [(r["crop"], r["label"]) for r in manifest] == [
-        ("cat/good.jpg-0.png", "cat"), ("cat/good.jpg-1.png", "cat"),
-        ("cat/nobox.png-0.png", "cat"), ("고양이 2/흰색.jpg-0.png", "고양이 2")]
+        ("cat/good.jpg-0", "cat"), ("cat/good.jpg-1", "cat"),
+        ("cat/nobox.png-0", "cat"), ("고양이 2/흰색.jpg-0", "고양이 2")]
     assert [int(manifest[1][k]) for k in ("xmin", "ymin", "xmax", "ymax")] == [50, 30, 60, 40]
-    first = np.asarray(Image.open(in_tmp / "data/crops/cat/good.jpg-0.png"))
-    assert first.shape == (20, 20, 3)
-    rejects = list(csv.DictReader(open(in_tmp / "metrics/rejects.csv", encoding="utf-8")))
+    crops = [crop.load_crop(row) for row in manifest]
+    assert [c.shape for c in crops] == [(20, 20, 3), (10, 10, 3), (40, 60, 3), (40, 60, 3)]
+    source = np.asarray(Image.open(raw / "cat" / "good.jpg"))
+    assert np.array_equal(crops[0], source[5:25, 10:30])  # the box's pixels, in RGB
+    assert {r["shard"] for r in manifest} == {"crops-000.bin"}
+    assert sum(c.nbytes for c in crops) == (in_tmp / "data/crops/crops-000.bin").stat().st_size
+    rejects = read_csv(in_tmp / "metrics/rejects.csv")
     assert {r["path"] for r in rejects} == {"README.txt", "cat/.DS_Store", "cat/broken.jpg",
                                             "cat/good.jpg"}
 
@@ -140,3 +145,20 @@ def test_unusable_data_dir_is_one_clear_error(in_tmp, setup, message):
     write_params(in_tmp)
     with pytest.raises(PipelineError, match=message):
         crop.main()
+
+
+def test_a_folder_that_cannot_be_listed_is_rejected_not_skipped(tmp_path, monkeypatch):
+    write_image(tmp_path / "cat" / "a.jpg")
+    write_image(tmp_path / "locked" / "b.jpg")
+    scandir = os.scandir
+
+    def refuse_locked(path):
+        if Path(path).name == "locked":
+            raise PermissionError(13, "Permission denied")
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refuse_locked)
+    candidates, rejects = crop.find_files(tmp_path, voc=True)
+    assert candidates == ["cat/a.jpg"]
+    assert rejects == [{"path": "locked", "reason": "unreadable folder",
+                        "detail": "Permission denied"}]

@@ -5,6 +5,8 @@ import pytest
 import yaml
 
 from stages import crop, pack, resize, sample, split
+from stages.errors import PipelineError
+from stages.io import ShardWriter, read_csv, read_shard_array, write_npy_rows
 from stages.pack import class_index
 from stages.resize import resize_image
 from stages.split import ClassTooSmall, stratified_split
@@ -43,6 +45,32 @@ def test_resize_modes(shape):
     if shape[0] != shape[1]:  # the short side is padded with black, the long side filled
         assert padded.min() == 0 and padded.max() == 255
         assert padded[37, :].min() == 255 if shape[1] > shape[0] else padded[:, 37].min() == 255
+
+
+def test_shards_give_back_each_array_and_start_a_new_shard_when_full(tmp_path):
+    arrays = [np.full((h, 4, 3), h, np.uint8) for h in (1, 2, 3, 4)]  # 12, 24, 36, 48 bytes
+    with ShardWriter(tmp_path, "crops", max_bytes=40) as shards:
+        places = [shards.write(a) for a in arrays]
+    # A shard takes arrays until the next would pass max_bytes; an array bigger than max_bytes
+    # still gets a shard of its own.
+    assert places == [("crops-000.bin", 0), ("crops-000.bin", 12), ("crops-001.bin", 0),
+                      ("crops-002.bin", 0)]
+    for (shard, offset), array in zip(places, arrays, strict=True):
+        assert np.array_equal(read_shard_array(tmp_path, shard, offset, array.shape), array)
+    with pytest.raises(PipelineError, match=r"crops-002.bin: truncated \(48 of 96 bytes"):
+        read_shard_array(tmp_path, "crops-002.bin", 0, (8, 4, 3))
+
+
+def test_npy_rows_are_written_in_order_and_a_wrong_row_is_named(tmp_path):
+    rows = [np.full((2, 2, 3), i, np.uint8) for i in range(3)]
+    write_npy_rows(tmp_path / "a.npy", (3, 2, 2, 3), iter(rows), what=["r0", "r1", "r2"])
+    assert np.array_equal(np.load(tmp_path / "a.npy"), np.stack(rows))
+    with pytest.raises(PipelineError, match=r"r1: shape \(3, 2, 3\) uint8, expected \(2, 2, 3\)"):
+        write_npy_rows(tmp_path / "b.npy", (3, 2, 2, 3),
+                       [rows[0], np.zeros((3, 2, 3), np.uint8)], what=["r0", "r1", "r2"])
+    with pytest.raises(PipelineError, match="2 rows written, 3 expected"):
+        write_npy_rows(tmp_path / "b.npy", (3, 2, 2, 3), rows[:2], what=["r0", "r1", "r2"])
+    assert not (tmp_path / "b.npy").exists()  # nothing half-written
 
 
 def test_class_index_sorts_names():
@@ -106,3 +134,18 @@ def test_data_stages_end_to_end_without_dvc(in_tmp, default_params):
     assert len(images) == len(labels) >= 12 and set(labels.tolist()) == {0, 1, 2}
     test_idx = np.load(in_tmp / "data/split/test.npy")
     assert set(labels[test_idx].tolist()) == {0, 1, 2}
+    # Row i of images.npy is manifest row i's crop, resized.
+    rows = read_csv(in_tmp / "data/packed/items.csv")
+    crops = read_csv(in_tmp / "data/crops/manifest.csv")
+    assert [r["crop"] for r in rows] == [r["crop"] for r in crops]
+    for i, row in enumerate(crops):
+        assert np.array_equal(images[i], resize_image(crop.load_crop(row), 75, "stretch"))
+    # The same bytes from one worker as from two.
+    written = {p: (in_tmp / p).read_bytes() for p in ("data/crops/crops-000.bin",
+                                                       "data/crops/manifest.csv",
+                                                       "data/packed/images.npy")}
+    params["data"]["workers"] = 1
+    (in_tmp / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
+    for stage in (crop, resize, pack):
+        stage.main()
+    assert all((in_tmp / p).read_bytes() == data for p, data in written.items())

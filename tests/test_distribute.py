@@ -1,15 +1,20 @@
-"""train.strategy=mirrored over two logical CPU devices against one device.
+"""train.strategy=mirrored over two logical CPU devices, and multi_worker with two worker
+processes on localhost, against one device.
 
-The test runs the real train stage (`python -m stages.train`) on a tiny packed dataset.
+These tests run the real train stage (`python -m stages.train`) on a tiny packed dataset; the
+one-device run is shared. The fast tests at the end check the multi-worker pieces in-process.
 """
 
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -65,17 +70,225 @@ def final_metrics(project: Path) -> dict:
     return json.loads((project / "metrics/train/metrics.json").read_text())
 
 
-def test_mirrored_over_two_devices_matches_one_device(packed, tmp_path):
+@pytest.fixture(scope="module")
+def one_device(packed, tmp_path_factory) -> Path:
+    """The tiny config trained on one device (train.strategy=default)."""
+    single = copy_of(packed, tmp_path_factory.mktemp("one_device") / "single")
+    stage(single, "-m", "stages.train")
+    return single
+
+
+@pytest.fixture(scope="module")
+def mirrored_run(packed, tmp_path_factory) -> tuple[Path, str]:
+    """The tiny config with train.strategy=mirrored over two logical CPUs: (folder, output)."""
+    mirrored = copy_of(packed, tmp_path_factory.mktemp("mirrored") / "mirrored")
+    set_strategy(mirrored, "mirrored")
+    return mirrored, stage(mirrored, "-c", TWO_LOGICAL_CPUS)
+
+
+def test_mirrored_over_two_devices_matches_one_device(one_device, mirrored_run):
     """Same global batch, same data order: the two replicas' summed gradients are the one
     device's gradient, so the run matches up to float summation order and per-replica batch
     statistics (BatchNormalization normalises each half-batch of 4 separately)."""
-    single = copy_of(packed, tmp_path / "single")
-    stage(single, "-m", "stages.train")
-    mirrored = copy_of(packed, tmp_path / "mirrored")
-    set_strategy(mirrored, "mirrored")
-    output = stage(mirrored, "-c", TWO_LOGICAL_CPUS)
+    mirrored, output = mirrored_run
     assert "2 replica(s)" in output
-    one, two = final_metrics(single), final_metrics(mirrored)
+    one, two = final_metrics(one_device), final_metrics(mirrored)
     assert two["step"] == one["step"] == 1
     assert two["train"]["loss"] == pytest.approx(one["train"]["loss"], rel=0.25)
     assert two["eval"]["loss"] == pytest.approx(one["eval"]["loss"], rel=0.25)
+
+
+def free_loopback_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+def files_under(folder: Path) -> set[str]:
+    return {str(path.relative_to(folder)) for path in folder.rglob("*")}
+
+
+def epoch_lines(log: str) -> list[str]:
+    """The per-epoch metric lines, without their timings."""
+    return [line.split(" - ", 2)[2] for line in log.splitlines() if line.startswith("Epoch ")]
+
+
+def test_multi_worker_two_local_processes_train_one_model_only_the_chief_writes(
+        one_device, mirrored_run, packed, tmp_path):
+    """Two `python -m stages.train` processes, TF_CONFIG naming two loopback ports.
+
+    Both log the same numbers (the curves are summed over both workers); the chief alone
+    writes the model and the curves, the other worker leaves its folder as it was. Each
+    worker reads the half of every global batch that mirrored's replica of the same number
+    gets, so the run is mirrored's (here to the last digit; asserted to 1e-4), and it is as
+    far from one device as mirrored is (the same 25%: BatchNormalization normalises each
+    half-batch separately).
+    """
+    ports = free_loopback_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    folders = [copy_of(packed, tmp_path / name) for name in ("chief", "worker")]
+    for folder in folders:
+        set_strategy(folder, "multi_worker")
+    worker_files = files_under(folders[1])
+    logs = [tmp_path / f"{name}.log" for name in ("chief", "worker")]
+    processes = []
+    start = time.monotonic()
+    for index, (folder, log) in enumerate(zip(folders, logs, strict=True)):
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        with open(log, "w") as out:
+            processes.append(subprocess.Popen(
+                [sys.executable, "-m", "stages.train"], cwd=folder, stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONPATH": str(ROOT), "TF_CONFIG": tf_config}))
+    try:
+        codes = [process.wait(timeout=600) for process in processes]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    outputs = [log.read_text() for log in logs]
+    print(f"two workers: {time.monotonic() - start:.0f} s")
+    assert codes == [0, 0], outputs
+    assert all("2 replica(s)" in output for output in outputs)
+    assert len(epoch_lines(outputs[0])) == 2
+    assert epoch_lines(outputs[0]) == epoch_lines(outputs[1])
+
+    chief, worker = folders
+    assert (chief / "data/model/model.keras").is_file()
+    assert files_under(worker) == worker_files  # no model, no metrics/train, no .checkpoints
+    assert not (chief / ".checkpoints").exists()
+    one, two = final_metrics(one_device), final_metrics(chief)
+    assert two["step"] == one["step"] == 1
+    assert set(two["train"]) == set(one["train"]) and set(two["eval"]) == set(one["eval"])
+    mirrored = final_metrics(mirrored_run[0])
+    for split in ("train", "eval"):
+        for name, value in mirrored[split].items():
+            if name != "epoch_seconds":
+                assert two[split][name] == pytest.approx(value, rel=1e-4), (split, name)
+        assert two[split]["loss"] == pytest.approx(one[split]["loss"], rel=0.25)
+
+
+# Fast, in-process checks of the multi-worker pieces.
+
+def test_replica_parts_make_up_each_global_batch():
+    from stages.training import Batches
+
+    images = np.arange(14 * 2 * 2 * 3, dtype=np.uint8).reshape(14, 2, 2, 3)
+    labels = np.arange(14) % 3
+    batches = Batches(images, labels, np.arange(14), 3, batch_size=8, shuffle_seed=0)
+    for i in range(len(batches)):
+        parts = [batches.replica_part(i, replica, 2) for replica in range(2)]
+        assert [len(x) for x, _ in parts] == ([4, 4] if i == 0 else [3, 3])
+        x, y = batches[i]  # what one device reads
+        assert np.array_equal(np.concatenate([x for x, _ in parts]), x)
+        assert np.array_equal(np.concatenate([y for _, y in parts]), y)
+
+
+@pytest.mark.parametrize("tf_config, expected", [
+    (None, "train.strategy=multi_worker: set TF_CONFIG"),
+    ("{not json", "TF_CONFIG: malformed"),
+    ('{"cluster": {"worker": ["a:1"]}}', "TF_CONFIG: malformed (KeyError"),
+    ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 1}}',
+     "TF_CONFIG: task 'worker' 1 is not in the cluster (1 worker)"),
+    ('{"cluster": {"worker": ["a:1"], "ps": ["b:2"]}, "task": {"type": "worker", "index": 0}}',
+     "TF_CONFIG: multi_worker takes at most one chief and workers"),
+    ('{"cluster": {"worker": ["a"]}, "task": {"type": "worker", "index": 0}}',
+     "TF_CONFIG: 'a' is not host:port"),
+])
+def test_tf_config_problems_are_one_line(monkeypatch, tf_config, expected):
+    from stages.distributed import read_tf_config
+    from stages.errors import PipelineError
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    if tf_config is not None:
+        monkeypatch.setenv("TF_CONFIG", tf_config)
+    with pytest.raises(PipelineError) as err:
+        read_tf_config()
+    assert str(err.value).startswith(expected) and "\n" not in str(err.value)
+
+
+def test_tf_config_chief():
+    from stages.distributed import Task, read_tf_config
+
+    two = {"worker": ["a:1", "b:2"]}
+    assert read_tf_config(json.dumps({"cluster": two, "task": {"type": "worker", "index": 1}})
+                          ) == Task("worker", 1, 2, False)
+    assert read_tf_config(json.dumps({"cluster": two, "task": {"type": "worker", "index": 0}})
+                          ).is_chief
+    with_chief = {"chief": ["c:3"], **two}
+    assert read_tf_config(json.dumps({"cluster": with_chief, "task": {"type": "chief",
+                                                                      "index": 0}})
+                          ) == Task("chief", 0, 3, True)
+    assert not read_tf_config(json.dumps({"cluster": with_chief,
+                                          "task": {"type": "worker", "index": 0}})).is_chief
+
+
+def test_batch_size_must_split_over_the_replicas():
+    from stages.distributed import check_batch_size
+    from stages.errors import PipelineError
+
+    check_batch_size(8, 14, 2)  # batches of 8 and 6: 4 + 4, 3 + 3
+    with pytest.raises(PipelineError, match=r"^train.batch_size=9: must be divisible by the 2"):
+        check_batch_size(9, 14, 2)
+    with pytest.raises(PipelineError, match=r"^train.batch_size=4: the last batch .* 1 row"):
+        check_batch_size(4, 13, 2)
+
+
+@pytest.mark.parametrize("aux_head", [False, True])
+def test_multi_worker_loop_matches_fit_on_one_device(aux_head):
+    """The loop under the default strategy against model.fit: same curves, same names (with
+    an auxiliary head too, as GoogLeNet's). fit averages each output's own loss over batches,
+    not images (a last batch of 3 counts as much as one of 4); the loop averages over images,
+    so the auxiliary case uses full batches only, where the two agree."""
+    import keras
+    import tensorflow as tf
+
+    from stages.distributed import fit_multi_worker
+    from stages.training import Batches, MainHeadLogNames, compile_model, loss_weights, make_loss
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (24, 8, 8, 3), dtype=np.uint8)
+    labels = rng.integers(0, 3, 24)
+    train_rows, val_rows = (16, 24) if aux_head else (15, 21)  # 4 x 4 | 3 x 4 + 3
+
+    class Logs(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.epochs = []
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.epochs.append({k: v for k, v in logs.items() if k != "epoch_seconds"})
+
+    def run(loop: bool) -> list[dict]:
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((8, 8, 3), dtype="uint8")
+        x = keras.layers.Conv2D(4, 3)(keras.ops.cast(inputs, "float32") / 255.0)
+        x = keras.layers.BatchNormalization()(x)
+        x = keras.layers.GlobalAveragePooling2D()(x)
+        outputs = [keras.layers.Dense(3, activation="softmax", name=name)(x)
+                   for name in (["predictions", "aux1"] if aux_head else ["predictions"])]
+        model = keras.Model(inputs, outputs if aux_head else outputs[0])
+        compile_model(model, keras.optimizers.Adam(0.01), make_loss("binary"), 0.3)
+        train = Batches(images, labels, np.arange(train_rows), 3, 4, shuffle_seed=1,
+                        output_names=model.output_names)
+        val = Batches(images, labels, np.arange(train_rows, val_rows), 3, 4,
+                      output_names=model.output_names)
+        logs = Logs()
+        if loop:
+            fit_multi_worker(model, tf.distribute.get_strategy(), train, val, 3,
+                             make_loss("binary", reduction=None),
+                             loss_weights(model.output_names, 0.3), [MainHeadLogNames(), logs])
+        else:
+            model.fit(train, validation_data=val, epochs=3, shuffle=False, verbose=0,
+                      callbacks=[MainHeadLogNames(), logs])
+        return logs.epochs
+
+    fitted, looped = run(loop=False), run(loop=True)
+    assert [sorted(epoch) for epoch in looped] == [sorted(epoch) for epoch in fitted]
+    for a, b in zip(looped, fitted, strict=True):
+        assert a == pytest.approx(b, rel=1e-5)

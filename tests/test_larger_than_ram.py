@@ -1,5 +1,5 @@
-"""Datasets larger than RAM (issue 7): pack, train and evaluate run in a memory cgroup whose
-limit is smaller than the images array they write or read.
+"""Datasets larger than RAM (issue 7): resize, pack, train and evaluate run in a memory cgroup
+whose limit is smaller than the images array they write or read.
 
 Page cache charged to a cgroup is reclaimable, so a file larger than the limit can be streamed
 or memory-mapped; anonymous memory beyond the limit gets the process OOM-killed. Each test has
@@ -9,26 +9,26 @@ total_rss sampled every 0.2 s).
 """
 
 import os
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import yaml
 
-from stages.crop import MANIFEST, MANIFEST_FIELDS
-from stages.io import read_csv, read_json, save_npy, write_csv, write_json
+from stages.crop import MANIFEST, MANIFEST_FIELDS, SHARD_NAME
+from stages.io import ShardWriter, read_csv, read_json, save_npy, write_csv, write_json
 from stages.pack import ITEM_FIELDS
 
 ROOT = Path(__file__).resolve().parents[1]
 MiB = 2**20
 SIZE = 75                   # resize.size: 75 x 75 x 3 = 16,875 bytes a row
 CLASSES = 51
-PACK_ROWS = 20_000          # 337.5 MB written by pack from as many PNGs
-PACK_LIMIT = 128 * MiB      # pack (one worker) peaked at 69 MiB of anonymous memory
+PACK_ROWS = 20_000          # 337.5 MB written by resize and by pack
+PACK_LIMIT = 128 * MiB      # resize (one worker) peaked at 99 MiB of RSS, libraries included
 TRAIN_ROWS = 120_000        # 2,025 MB read by train and evaluate
 TRAIN_LIMIT = 1280 * MiB    # train (googlenet) peaked at 958 MiB of anonymous memory
 SUBSET = 32                 # rows in each of train, val and test, spread from first to last
@@ -120,39 +120,35 @@ def memory_cgroup():
 
 @pytest.fixture
 def project(tmp_path):
-    """A scratch project folder with this project's params.yaml. Its images.npy (the
-    gigabytes) is removed afterwards rather than kept among pytest's temporary folders; the
-    small PNGs are left to pytest (deleting 20,000 files took 50 s on this machine)."""
+    """A scratch project folder with this project's params.yaml. Its data (gigabytes) is
+    removed afterwards rather than kept among pytest's temporary folders."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
     params["data"]["workers"] = 1
     params["train"].update(model="googlenet", epochs=1, batch_size=8)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     yield tmp_path
-    (tmp_path / "data/packed/images.npy").unlink(missing_ok=True)
+    shutil.rmtree(tmp_path / "data", ignore_errors=True)
 
 
-def write_resized(root: Path, rows: int) -> None:
-    """data/resized as the resize stage leaves it: PNG crops in class folders and the crops'
-    manifest (stages/crop.py's columns)."""
-    resized = root / "data" / "resized"
+def write_crops(root: Path, rows: int) -> None:
+    """data/crops as the crop stage leaves it: the crops' pixels in shards, and their manifest
+    (stages/crop.py's columns). Each crop is already SIZE x SIZE, so resize keeps its bytes."""
+    crops = root / "data" / "crops"
+    crops.mkdir(parents=True)
     manifest = []
-    for i in range(rows):
-        crop = f"{label(i)}/{i}.png"
-        if i < CLASSES:
-            (resized / label(i)).mkdir(parents=True)
-        ok, encoded = cv2.imencode(".png", cv2.cvtColor(image(i), cv2.COLOR_RGB2BGR),
-                                   [cv2.IMWRITE_PNG_COMPRESSION, 1])
-        assert ok
-        encoded.tofile(resized / crop)
-        manifest.append({"crop": crop, "source": f"{label(i)}/{i}.jpg", "xmin": 0, "ymin": 0,
-                         "xmax": SIZE, "ymax": SIZE, "label": label(i),
-                         "source_sha256": f"{i:064x}"})
-    write_csv(resized / MANIFEST, MANIFEST_FIELDS, manifest)
+    with ShardWriter(crops, SHARD_NAME) as shards:
+        for i in range(rows):
+            shard, offset = shards.write(image(i))
+            manifest.append({"crop": f"{label(i)}/{i}.jpg-0", "source": f"{label(i)}/{i}.jpg",
+                             "xmin": 0, "ymin": 0, "xmax": SIZE, "ymax": SIZE, "label": label(i),
+                             "source_sha256": f"{i:064x}", "shard": shard, "offset": offset,
+                             "height": SIZE, "width": SIZE})
+    write_csv(crops / MANIFEST, MANIFEST_FIELDS, manifest)
 
 
 def write_packed(root: Path, rows: int) -> None:
-    """data/packed as the pack stage leaves it, written directly: packing this many PNGs
-    would take minutes (pack itself is tested on fewer rows, under its own smaller limit)."""
+    """data/packed as the pack stage leaves it, written directly (resize and pack are tested
+    on fewer rows, under their own smaller limit)."""
     packed = root / "data" / "packed"
     packed.mkdir(parents=True)
     images = np.lib.format.open_memmap(packed / "images.npy", mode="w+", dtype=np.uint8,
@@ -167,15 +163,16 @@ def write_packed(root: Path, rows: int) -> None:
     save_npy(packed / "labels.npy", np.arange(rows, dtype=np.int32) % CLASSES)
     write_json(packed / "classes.json", [label(i) for i in range(CLASSES)])
     write_csv(packed / "items.csv", ITEM_FIELDS,
-              ({"index": i, "crop": f"{label(i)}/{i}.png", "source": f"{label(i)}/{i}.jpg",
+              ({"index": i, "crop": f"{label(i)}/{i}.jpg-0", "source": f"{label(i)}/{i}.jpg",
                 "label": label(i), "source_sha256": f"{i:064x}"} for i in range(rows)))
 
 
-def test_pack_streams_an_array_larger_than_its_memory_limit(project, memory_cgroup):
-    write_resized(project, PACK_ROWS)
+def test_resize_and_pack_stream_an_array_larger_than_their_memory_limit(project, memory_cgroup):
+    write_crops(project, PACK_ROWS)
     memory_cgroup.limit(PACK_LIMIT)
-    done = memory_cgroup.run(project, sys.executable, "-m", "stages.pack")
-    assert done.returncode == 0, f"pack under {PACK_LIMIT // MiB} MiB:\n{done.stderr}"
+    for stage in ("resize", "pack"):
+        done = memory_cgroup.run(project, sys.executable, "-m", f"stages.{stage}")
+        assert done.returncode == 0, f"{stage} under {PACK_LIMIT // MiB} MiB:\n{done.stderr}"
 
     images = np.load(project / "data/packed/images.npy", mmap_mode="r")
     assert images.shape == (PACK_ROWS, SIZE, SIZE, 3) and images.nbytes > 2.5 * PACK_LIMIT

@@ -28,6 +28,8 @@ def test_shipped_params_are_valid(default_params):
     ("resize.size", 74, "resize.size=74: inception_resnet_v2 accepts inputs of at least 75x75"),
     ("split.val", 0.5, "split.val + split.test: must leave at least half"),
     ("train.weights", "missing.h5", "train.weights='missing.h5': no such weights file"),
+    ("train.strategy", "horovod",
+     "train.strategy='horovod': allowed values: default, mirrored, multi_worker"),
 ])
 def test_bad_value_is_named(default_params, key, value, expected):
     found = problems(with_value(default_params, key, value))

@@ -44,7 +44,7 @@ def write_csv_annotations(data_dir: Path) -> Path:
 def voc_box(item: dict) -> crop.Box:
     """The VOC box (before the margin) that ``item``, a manifest or items.csv row, came from."""
     source = SAMPLE / item["source"]
-    index = int(item["crop"].removesuffix(".png").rsplit("-", 1)[1])
+    index = int(item["crop"].rsplit("-", 1)[1])
     return predict.Annotation(source.with_suffix(".xml")).boxes(source)[index]
 
 
