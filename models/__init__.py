@@ -93,9 +93,11 @@ def _layers(model):
 
 
 def load_classifier(path):
-    """Load a saved classifier in Keras' safe mode (no arbitrary code from the file)."""
+    """Load a saved classifier for inference, in Keras' safe mode (no arbitrary code from the
+    file). Uncompiled: predicting needs no loss, and train.loss=binary_probabilities' loss
+    class lives in stages.training."""
     import keras
 
     import models.layers  # noqa: F401 (registers the custom layers the file refers to)
 
-    return keras.saving.load_model(path, safe_mode=True)
+    return keras.saving.load_model(path, safe_mode=True, compile=False)

@@ -63,7 +63,7 @@ SCHEMA: dict[str, Key] = {
     "model.residual_scale": Key(NUMBER, min=0.01, max=1.0),
     "train.model": Key(str, choices=tuple(NETWORKS)),
     "train.weights": Key(str),
-    "train.loss": Key(str, choices=("binary", "categorical")),
+    "train.loss": Key(str, choices=("binary", "binary_probabilities", "categorical")),
     "train.optimizer": Key(str, choices=("adam", "rmsprop", "sgd")),
     "train.lr": Key(NUMBER, min=1e-7, max=1.0),
     "train.lr_schedule": Key(str, choices=("constant", "cosine", "exponential")),

@@ -114,10 +114,26 @@ class Batches(keras.utils.PyDataset):
         self.set_epoch(self.epoch + 1)
 
 
+@keras.saving.register_keras_serializable(package="inception_pipeline")
+class ProbabilityBinaryCrossentropy(keras.losses.BinaryCrossentropy):
+    """Binary cross-entropy of the softmax probabilities, as standalone Keras (<= 2.3) computed
+    it for a softmax classifier: ``train.loss: binary_probabilities``.
+
+    Keras 3's BinaryCrossentropy, given a softmax output, takes the logits Keras cached on it
+    and treats them as sigmoid logits (README, "What train.loss: binary computes").
+    """
+
+    def call(self, y_true, y_pred):
+        # Clipping makes a new tensor, without the cached logits: the loss sees probabilities.
+        epsilon = keras.config.epsilon()
+        return super().call(y_true, keras.ops.clip(y_pred, epsilon, 1 - epsilon))
+
+
 def make_loss(name: str, label_smoothing: float = 0.0,
               reduction: str | None = "sum_over_batch_size") -> keras.losses.Loss:
     """The loss; ``reduction=None`` gives one value per image (the multi-worker loop's)."""
     loss = {"binary": keras.losses.BinaryCrossentropy,
+            "binary_probabilities": ProbabilityBinaryCrossentropy,
             "categorical": keras.losses.CategoricalCrossentropy}[name]
     return loss(label_smoothing=label_smoothing, reduction=reduction)
 

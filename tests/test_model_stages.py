@@ -134,7 +134,8 @@ def test_npy_rows_reads_the_rows_np_load_gives(tmp_path):
         rows[[8]]
 
 
-@pytest.mark.parametrize("name, smoothing", [("binary", 0.0), ("categorical", 0.1)])
+@pytest.mark.parametrize("name, smoothing", [("binary", 0.0), ("binary_probabilities", 0.1),
+                                             ("categorical", 0.1)])
 def test_losses(name, smoothing):
     from stages.training import make_loss
 
@@ -142,6 +143,36 @@ def test_losses(name, smoothing):
     y_true = np.eye(4, dtype=np.float32)[[0, 1]]
     assert float(loss(y_true, y_true * 0.9 + 0.025)) < float(loss(y_true, np.full((2, 4), 0.25)))
     assert loss.get_config()["label_smoothing"] == smoothing
+
+
+def test_binary_losses_on_a_softmax_output_logits_vs_probabilities(tmp_path):
+    """Keras 3 computes BinaryCrossentropy of a softmax output from the logits it cached, as
+    sigmoid logits; binary_probabilities uses the probabilities, as Keras <= 2.3 did. Both
+    survive a save and a safe-mode reload."""
+    import keras
+
+    from models import load_classifier
+    from stages.training import make_loss
+
+    logits = np.array([[2.0, 0.5, -1.0, 0.0], [0.0, 3.0, 1.0, -2.0]], np.float32)
+    y_true = np.eye(4, dtype=np.float32)[[0, 1]]
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    sigmoid = 1 / (1 + np.exp(-logits))
+
+    def bce(p):
+        return float(-(y_true * np.log(p) + (1 - y_true) * np.log(1 - p)).mean())
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Activation("softmax")(inputs))
+    for name, expected in (("binary", bce(sigmoid)), ("binary_probabilities", bce(probs))):
+        model.compile(loss=make_loss(name))
+        assert model.evaluate(logits, y_true, verbose=0) == pytest.approx(expected, rel=1e-5)
+        model.save(tmp_path / f"{name}.keras")
+        reloaded = keras.saving.load_model(tmp_path / f"{name}.keras", safe_mode=True)
+        assert reloaded.evaluate(logits, y_true, verbose=0) == pytest.approx(expected, rel=1e-5)
+        assert np.allclose(load_classifier(tmp_path / f"{name}.keras").predict(logits, verbose=0),
+                           probs, atol=1e-6)
+    assert bce(sigmoid) > 3 * bce(probs)  # not a rounding difference: two different losses
 
 
 def test_optimizers_and_schedules():

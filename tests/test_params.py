@@ -20,7 +20,7 @@ def test_shipped_params_are_valid(default_params):
 
 @pytest.mark.parametrize("key, value, expected", [
     ("train.model", "vgg16", "train.model='vgg16': allowed values: inception_resnet_v2"),
-    ("train.loss", "hinge", "train.loss='hinge': allowed values: binary, categorical"),
+    ("train.loss", "hinge", "train.loss='hinge': allowed values: binary, binary_probabilities, categorical"),
     ("train.lr", "fast", "train.lr='fast': must be of type int or float"),
     ("train.augment", "yes", "train.augment='yes': must be of type bool"),
     ("train.epochs", 0, "train.epochs=0: must be at least 1"),
