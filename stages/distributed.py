@@ -188,8 +188,9 @@ def distribute(strategy: tf.distribute.Strategy, batches: Batches):
 
         def shares():  # consecutive elements go to the worker's consecutive replicas
             for i in range(len(batches)):
+                global_rows = len(batches.rows(i))
                 for replica in range(first, first + local):
-                    yield *batches.replica_part(i, replica, replicas), len(batches.rows(i))
+                    yield *batches.replica_part(i, replica, replicas), global_rows
 
         return tf.data.Dataset.from_generator(shares, output_signature=(
             tf.TensorSpec((None, *batches.images.shape[1:]), batches.images.dtype),

@@ -120,12 +120,12 @@ def load_npy(path: str | os.PathLike, mmap: bool = False) -> np.ndarray:
 
 
 def write_npy_rows(path: str | os.PathLike, shape: tuple[int, ...], rows: Iterable[np.ndarray],
-                   what: Sequence[str]) -> None:
+                   name_of: Callable[[int], str]) -> None:
     """A uint8 .npy of ``shape`` written one row after another, as ``rows`` yields them.
 
     Plain sequential writes, not a memory map: written pages are never mapped into this
-    process, so its RSS stays flat however large the array (BENCHMARKS.md). ``what`` names each
-    row for the error when one has the wrong shape.
+    process, so its RSS stays flat however large the array (BENCHMARKS.md). ``name_of(i)``
+    names row ``i`` in the error when it has the wrong shape.
     """
     count = 0
     with atomic_path(path) as tmp, open(tmp, "wb") as out:
@@ -134,8 +134,8 @@ def write_npy_rows(path: str | os.PathLike, shape: tuple[int, ...], rows: Iterab
             "fortran_order": False, "shape": shape})
         for row in rows:
             if row.shape != shape[1:] or row.dtype != np.uint8:
-                raise PipelineError(f"{what[count]}: shape {row.shape} {row.dtype}, expected "
-                                 f"{shape[1:]} uint8")
+                raise PipelineError(f"{name_of(count)}: shape {row.shape} {row.dtype}, "
+                                    f"expected {shape[1:]} uint8")
             out.write(np.ascontiguousarray(row).data)
             count += 1
         if count != shape[0]:

@@ -65,7 +65,7 @@ def main() -> None:
     resized = parallel_map(_resize_crop, jobs, worker_count(params["data"]["workers"]), "resize")
     with atomic_dir(OUT_DIR) as tmp:
         write_npy_rows(tmp / IMAGES, (len(rows), size, size, 3), resized,
-                       what=[f"{CROPS_DIR / MANIFEST} crop {row['crop']}" for row in rows])
+                       name_of=lambda i: f"{CROPS_DIR / MANIFEST} crop {rows[i]['crop']}")
         shutil.copyfile(CROPS_DIR / MANIFEST, tmp / MANIFEST)
     print(f"resize: {len(rows)} crops -> {size}x{size} ({cfg['mode']}) in {OUT_DIR / IMAGES}")
 

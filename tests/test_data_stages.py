@@ -63,13 +63,13 @@ def test_shards_give_back_each_array_and_start_a_new_shard_when_full(tmp_path):
 
 def test_npy_rows_are_written_in_order_and_a_wrong_row_is_named(tmp_path):
     rows = [np.full((2, 2, 3), i, np.uint8) for i in range(3)]
-    write_npy_rows(tmp_path / "a.npy", (3, 2, 2, 3), iter(rows), what=["r0", "r1", "r2"])
+    write_npy_rows(tmp_path / "a.npy", (3, 2, 2, 3), iter(rows), name_of="r{}".format)
     assert np.array_equal(np.load(tmp_path / "a.npy"), np.stack(rows))
     with pytest.raises(PipelineError, match=r"r1: shape \(3, 2, 3\) uint8, expected \(2, 2, 3\)"):
         write_npy_rows(tmp_path / "b.npy", (3, 2, 2, 3),
-                       [rows[0], np.zeros((3, 2, 3), np.uint8)], what=["r0", "r1", "r2"])
+                       [rows[0], np.zeros((3, 2, 3), np.uint8)], name_of="r{}".format)
     with pytest.raises(PipelineError, match="2 rows written, 3 expected"):
-        write_npy_rows(tmp_path / "b.npy", (3, 2, 2, 3), rows[:2], what=["r0", "r1", "r2"])
+        write_npy_rows(tmp_path / "b.npy", (3, 2, 2, 3), rows[:2], name_of="r{}".format)
     assert not (tmp_path / "b.npy").exists()  # nothing half-written
 
 
