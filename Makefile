@@ -8,11 +8,13 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: repro test venv clean-venv chromium
 
-# (Re)create the environment when it is missing or its requirements file changed.
-$(STAMP): $(REQUIREMENTS)
+# (Re)create the environment when it is missing or its requirements changed. The project itself
+# is installed editable: the library, the stages and the CLIs (inception-predict, ...).
+$(STAMP): $(REQUIREMENTS) pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/bin/python -m pip install --quiet -r $(REQUIREMENTS)
+	$(VENV)/bin/python -m pip install --quiet --no-deps --editable .
 	rm -f $(VENV)/.installed-*
 	touch $@
 

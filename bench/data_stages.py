@@ -40,7 +40,7 @@ import psutil
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ("stages", "models", "params.yaml", "dvc.yaml")
+PROJECT_FILES = ("stages", "inception_pipeline", "models", "params.yaml", "dvc.yaml")
 STAGES = ("crop", "resize", "pack")
 SIZE = 75
 

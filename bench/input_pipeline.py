@@ -38,7 +38,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import stages  # noqa: F401 (sets TF_ENABLE_ONEDNN_OPTS unless already set)
+from inception_pipeline.runtime import configure_tensorflow  # noqa: E402
+
+configure_tensorflow()  # oneDNN on, as the pipeline runs; before TensorFlow is imported
 
 SIZE, CLASSES = 75, 51
 
@@ -59,8 +61,8 @@ def synthetic_images(path: Path, count: int, seed: int = 0) -> np.ndarray:
 def compiled_model(network: str):
     import keras
 
+    from inception_pipeline.training import compile_model, make_loss
     from models import AUX_LOSS_WEIGHT, build_classifier
-    from stages.training import compile_model, make_loss
 
     keras.utils.set_random_seed(0)
     model = build_classifier(network, SIZE, CLASSES, weights=None, bn_momentum=0.9,
@@ -88,7 +90,7 @@ def interleaved(variants: dict, repeats: int) -> dict[str, float]:
 def train(network: str = "googlenet", steps: int = 16, repeats: int = 5) -> None:
     import tensorflow as tf
 
-    from stages.training import Batches, NpyRows
+    from inception_pipeline.batches import Batches, NpyRows
 
     tf.config.experimental.enable_op_determinism()  # as the train stage runs
     model = compiled_model(network)
@@ -119,8 +121,8 @@ def train(network: str = "googlenet", steps: int = 16, repeats: int = 5) -> None
 
 
 def evaluate(network: str = "inception_resnet_v2", count: int = 1024, repeats: int = 5) -> None:
-    from stages.evaluate import class_probabilities
-    from stages.training import Batches, NpyRows
+    from inception_pipeline.batches import Batches, NpyRows
+    from models import class_probabilities
 
     model = compiled_model(network)
     with tempfile.TemporaryDirectory() as tmp:
@@ -178,7 +180,7 @@ model.fit(x[train], {{n: one_hot for n in model.output_names}}, batch_size=64, e
 PIPELINE = """
 import numpy as np, keras, sys
 sys.path.insert(0, {root!r})
-from stages.training import Batches, NpyRows
+from inception_pipeline.batches import Batches, NpyRows
 images = {reader}("data/packed/images.npy")
 labels = np.load("data/packed/labels.npy")
 train, val = (np.load(f"data/split/{{name}}.npy") for name in ("train", "val"))
@@ -229,7 +231,7 @@ def rss_mib() -> str:
 
 
 def readers(count: int) -> None:
-    from stages.training import Batches, NpyRows
+    from inception_pipeline.batches import Batches, NpyRows
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "images.npy"

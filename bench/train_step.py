@@ -12,23 +12,22 @@ default kernels with oneDNN's. ``fit`` / ``fit-xla``: the classifier the train s
 inception_resnet_v2), compiled as it compiles it (Adam, binary cross-entropy, GoogLeNet's
 auxiliary losses), through ``train_on_batch``, then ``predict_on_batch``, under the global
 precision policy the train stage sets from ``train.precision``; the losses of the timed steps
-(one fixed batch, same seed) show how far the precisions' numbers drift apart. Importing
-``stages`` turns oneDNN on as the pipeline does. Every measurement prints the first call
+(one fixed batch, same seed) show how far the precisions' numbers drift apart. oneDNN is
+turned on as the pipeline does. Every measurement prints the first call
 (tracing and compiling included) and the median of the timed calls after it.
 """
 
 import os
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from inception_pipeline.runtime import configure_tensorflow
 
-import keras
-import numpy as np
-import tensorflow as tf
+configure_tensorflow()  # oneDNN on, as the pipeline runs; before TensorFlow is imported
 
-import stages  # noqa: F401 (sets TF_ENABLE_ONEDNN_OPTS unless already set)
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 BATCH, SIZE, CLASSES = 64, 75, 51
 
@@ -67,8 +66,8 @@ def passes() -> None:
 
 
 def fit(network: str, jit_compile: bool, precision: str) -> None:
+    from inception_pipeline.training import compile_model, make_loss
     from models import AUX_LOSS_WEIGHT, build_classifier
-    from stages.training import compile_model, make_loss
 
     keras.utils.set_random_seed(0)
     keras.mixed_precision.set_global_policy(precision)

@@ -9,6 +9,11 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
+
+class WeightsUnavailable(RuntimeError):
+    """Pretrained weights that cannot be had (a failed download); the message says what to do."""
+
+
 # GoogLeNet's training loss: main + AUX_LOSS_WEIGHT * (aux1 + aux2) (Szegedy et al. 2014).
 AUX_LOSS_WEIGHT = 0.3
 
@@ -94,10 +99,21 @@ def _layers(model):
 
 def load_classifier(path):
     """Load a saved classifier for inference, in Keras' safe mode (no arbitrary code from the
-    file). Uncompiled: predicting needs no loss, and train.loss=binary_probabilities' loss
-    class lives in stages.training."""
+    file). Uncompiled: predicting needs no loss, and the pipeline's own loss classes are not
+    part of the models package."""
     import keras
 
     import models.layers  # noqa: F401 (registers the custom layers the file refers to)
 
     return keras.saving.load_model(path, safe_mode=True, compile=False)
+
+
+def class_probabilities(model, inputs):
+    """The main head's class probabilities (N, C) for ``inputs`` (an array or batches), as
+    float64; GoogLeNet's auxiliary heads are training aids, never evaluated or used."""
+    import numpy as np
+
+    probs = model.predict(inputs, verbose=0)
+    if isinstance(probs, list):
+        probs = probs[model.output_names.index("predictions")]
+    return probs.astype(np.float64)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import keras
 
-from stages.errors import PipelineError
+from models import WeightsUnavailable
 
 APPLICATIONS = {
     "inception_resnet_v2": keras.applications.InceptionResNetV2,
@@ -28,7 +28,7 @@ def backbone(name: str, input_shape: tuple[int, int, int], weights: str | None, 
                                   pooling="avg")
     except Exception as err:  # Keras raises bare Exception for a failed download
         if weights == "imagenet" and ("URL fetch failure" in str(err) or "HTTP" in str(err)):
-            raise PipelineError(
+            raise WeightsUnavailable(
                 f"train.weights=imagenet: could not download the {name} ImageNet weights "
                 f"({err}); on an offline machine copy the no-top weights file into "
                 f"~/.keras/models/ or set train.weights to its path") from None

@@ -9,7 +9,7 @@ from keras import ops
 CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 
 
-@keras.saving.register_keras_serializable(package="pipeline")
+@keras.saving.register_keras_serializable(package="inception_pipeline")
 class ImagePreprocessing(keras.layers.Layer):
     """uint8 RGB pixels -> the input scaling a backbone was trained with.
 

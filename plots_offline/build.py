@@ -12,7 +12,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from stages.io import atomic_path
+from inception_pipeline.io import atomic_path
 
 TEMPLATE = Path(__file__).resolve().parent / "template.html"
 # dvc-render 1.0.2 loads vega@5.20.2, vega-lite@5.2.0 and vega-embed@6.18.2 from a CDN; these are

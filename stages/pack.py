@@ -12,13 +12,19 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.crop import MANIFEST
-from stages.errors import PipelineError, run
-from stages.io import atomic_path, load_npy, read_csv, save_npy, write_csv, write_json
-from stages.resize import IMAGES
-from stages.resize import OUT_DIR as RESIZED_DIR
+from inception_pipeline.errors import PipelineError, run
+from inception_pipeline.io import atomic_path, load_npy, read_csv, save_npy, write_csv, write_json
+from inception_pipeline.layout import (
+    CLASSES,
+    IMAGES,
+    ITEMS,
+    LABELS,
+    MANIFEST,
+    PACKED_DIR,
+    RESIZED_DIR,
+    RESIZED_IMAGES,
+)
 
-OUT_DIR = Path("data/packed")
 ITEM_FIELDS = ["index", "crop", "source", "label", "source_sha256"]
 
 
@@ -40,17 +46,16 @@ def main() -> None:
     rows = read_csv(RESIZED_DIR / MANIFEST)
     if not rows:
         raise PipelineError(f"{RESIZED_DIR / MANIFEST}: no crops to pack")
-    source = RESIZED_DIR / IMAGES
-    shape = load_npy(source, mmap=True).shape  # maps the file, reads its header only
-    check_images(shape, len(rows), source)
+    shape = load_npy(RESIZED_IMAGES, mmap=True).shape  # maps the file, reads its header only
+    check_images(shape, len(rows), RESIZED_IMAGES)
     classes, labels = class_index([row["label"] for row in rows])
-    with atomic_path(OUT_DIR / IMAGES) as tmp:
-        shutil.copyfile(source, tmp)  # a kernel-side copy: no pixel passes through this process
-    save_npy(OUT_DIR / "labels.npy", labels)
-    write_json(OUT_DIR / "classes.json", classes)
-    write_csv(OUT_DIR / "items.csv", ITEM_FIELDS,
+    with atomic_path(IMAGES) as tmp:
+        shutil.copyfile(RESIZED_IMAGES, tmp)  # a kernel-side copy: no pixel passes through here
+    save_npy(LABELS, labels)
+    write_json(CLASSES, classes)
+    write_csv(ITEMS, ITEM_FIELDS,
               ({"index": i, **{k: row[k] for k in ITEM_FIELDS[1:]}} for i, row in enumerate(rows)))
-    print(f"pack: {len(rows)} images {shape[1:]} of {len(classes)} classes -> {OUT_DIR}/")
+    print(f"pack: {len(rows)} images {shape[1:]} of {len(classes)} classes -> {PACKED_DIR}/")
 
 
 if __name__ == "__main__":

@@ -10,70 +10,65 @@ scores 50/51 = 98% on it, which is what made binary cross-entropy "converge much
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from stages.errors import run
-from stages.io import atomic_path, load_npy, read_json
-from stages.pack import OUT_DIR as PACKED_DIR
-from stages.params import load_params
-from stages.split import OUT_DIR as SPLIT_DIR
-
-MODEL_PATH = Path("data/model/model.keras")
-LIVE_DIR = Path("metrics/train")
-# Not a DVC output: DVC deletes a stage's outputs before rerunning it, and the checkpoint has to
-# outlive a killed run. Deleted when training completes.
-CHECKPOINT_DIR = Path(".checkpoints/train")
-# What a run depends on, for its checkpoint's fingerprint (the same as the stage's deps).
-SOURCE_ROOT = Path(__file__).resolve().parents[1]
-CODE = [SOURCE_ROOT / "stages/train.py", SOURCE_ROOT / "stages/training.py",
-        SOURCE_ROOT / "stages/distributed.py", *sorted((SOURCE_ROOT / "models").glob("*.py"))]
-DATA = [PACKED_DIR / "images.npy", PACKED_DIR / "labels.npy", PACKED_DIR / "classes.json",
-        SPLIT_DIR / "train.npy", SPLIT_DIR / "val.npy"]
+from inception_pipeline.errors import PipelineError, run
+from inception_pipeline.io import atomic_path, load_npy, read_json
+from inception_pipeline.layout import (
+    CHECKPOINT_DIR,
+    CLASSES,
+    DVC_YAML,
+    IMAGES,
+    LABELS,
+    MODEL,
+    SPLIT_INDICES,
+    TRAIN_LIVE_DIR,
+)
+from inception_pipeline.params import load_params
+from inception_pipeline.runtime import configure_tensorflow
 
 
 def main() -> None:
     params = load_params()
     cfg, model_cfg = params["train"], params["model"]
+    configure_tensorflow()
 
     import keras
     import tensorflow as tf
     from dvclive import Live
     from dvclive.keras import DVCLiveCallback
 
-    from models import AUX_LOSS_WEIGHT, build_classifier
-    from stages.training import (
-        Batches,
-        EpochCheckpoint,
+    from inception_pipeline.batches import Batches, NpyRows
+    from inception_pipeline.checkpoints import EpochCheckpoint, run_fingerprint, stage_dependencies
+    from inception_pipeline.distributed import check_batch_size, distribution_strategy
+    from inception_pipeline.training import (
         EpochTimer,
         MainHeadLogNames,
-        NpyRows,
         compile_model,
-        distribution_strategy,
         make_loss,
         make_optimizer,
-        run_fingerprint,
     )
+    from models import AUX_LOSS_WEIGHT, WeightsUnavailable, build_classifier
 
     strategy = distribution_strategy(cfg["strategy"])
     keras.utils.set_random_seed(cfg["seed"])
     tf.config.experimental.enable_op_determinism()
     keras.mixed_precision.set_global_policy(cfg["precision"])
 
-    images = NpyRows(PACKED_DIR / "images.npy")
-    labels = load_npy(PACKED_DIR / "labels.npy")
-    classes = read_json(PACKED_DIR / "classes.json")
-    train_idx, val_idx = (load_npy(SPLIT_DIR / f"{name}.npy") for name in ("train", "val"))
+    images = NpyRows(IMAGES)
+    labels = load_npy(LABELS)
+    classes = read_json(CLASSES)
+    train_idx, val_idx = (load_npy(SPLIT_INDICES[name]) for name in ("train", "val"))
     if cfg["strategy"] == "multi_worker":
-        from stages.distributed import check_batch_size
-
         check_batch_size(cfg["batch_size"], len(train_idx), strategy.num_replicas_in_sync)
 
     with strategy.scope():  # variables mirrored on every replica; batch_size stays global
-        model = build_classifier(cfg["model"], images.shape[1], len(classes),
-                                 weights=None if cfg["weights"] == "none" else cfg["weights"],
-                                 bn_momentum=model_cfg["bn_momentum"], augment=cfg["augment"],
-                                 seed=cfg["seed"], dropout=model_cfg["dropout"],
-                                 residual_scale=model_cfg["residual_scale"])
+        try:
+            model = build_classifier(cfg["model"], images.shape[1], len(classes),
+                                     weights=None if cfg["weights"] == "none" else cfg["weights"],
+                                     bn_momentum=model_cfg["bn_momentum"], augment=cfg["augment"],
+                                     seed=cfg["seed"], dropout=model_cfg["dropout"],
+                                     residual_scale=model_cfg["residual_scale"])
+        except WeightsUnavailable as err:
+            raise PipelineError(str(err)) from None
         train_batches = Batches(images, labels, train_idx, len(classes), cfg["batch_size"],
                                 shuffle_seed=cfg["seed"], output_names=model.output_names)
         val_batches = Batches(images, labels, val_idx, len(classes), cfg["batch_size"],
@@ -89,14 +84,15 @@ def main() -> None:
         fit_together(model, strategy, cfg, train_batches, val_batches)
         return
 
-    checkpoint = EpochCheckpoint(CHECKPOINT_DIR, LIVE_DIR, run_fingerprint(
-        {"train": cfg, "model": model_cfg}, CODE + DATA))
+    # A checkpoint is resumed only by the run it belongs to: same params, same code and data.
+    checkpoint = EpochCheckpoint(CHECKPOINT_DIR, TRAIN_LIVE_DIR, run_fingerprint(
+        {"train": cfg, "model": model_cfg}, stage_dependencies(DVC_YAML, "train")))
     with strategy.scope():  # restoring builds the optimizer's (mirrored) variables
         epochs_done = checkpoint.restore(model)
     if epochs_done:
         print(f"train: resuming after epoch {epochs_done} from {CHECKPOINT_DIR}/")
     train_batches.set_epoch(epochs_done)
-    live = Live(str(LIVE_DIR), dvcyaml=False, save_dvc_exp=False, report=None,
+    live = Live(str(TRAIN_LIVE_DIR), dvcyaml=False, save_dvc_exp=False, report=None,
                 resume=epochs_done > 0)
     live.step = epochs_done  # DVCLive's own resume repeats step 0 after a single epoch
     # shuffle=False: Batches shuffles from (seed, epoch); Keras' own shuffle of the batch order
@@ -105,10 +101,10 @@ def main() -> None:
               initial_epoch=epochs_done, shuffle=False,
               callbacks=[EpochTimer(), MainHeadLogNames(), DVCLiveCallback(live=live),
                          checkpoint])  # the checkpoint after DVCLive: it saves the curves
-    with atomic_path(MODEL_PATH) as tmp:
+    with atomic_path(MODEL) as tmp:
         model.save(tmp)
     checkpoint.discard()
-    print(f"train: saved {MODEL_PATH}; curves in {LIVE_DIR}/")
+    print(f"train: saved {MODEL}; curves in {TRAIN_LIVE_DIR}/")
 
 
 def fit_together(model, strategy, cfg: dict, train_batches, val_batches) -> None:
@@ -119,9 +115,9 @@ def fit_together(model, strategy, cfg: dict, train_batches, val_batches) -> None
     from dvclive import Live
     from dvclive.keras import DVCLiveCallback
 
+    from inception_pipeline.distributed import fit_multi_worker, read_tf_config, save_model
+    from inception_pipeline.training import EpochTimer, MainHeadLogNames, loss_weights, make_loss
     from models import AUX_LOSS_WEIGHT
-    from stages.distributed import fit_multi_worker, read_tf_config, save_model
-    from stages.training import EpochTimer, MainHeadLogNames, loss_weights, make_loss
 
     task = read_tf_config()
     print(f"train: {task.type} {task.index} of {task.workers} tasks"
@@ -129,14 +125,14 @@ def fit_together(model, strategy, cfg: dict, train_batches, val_batches) -> None
           f"keeps no checkpoint, a stopped run starts again from epoch 1")
     callbacks = [EpochTimer(), MainHeadLogNames()]
     if task.is_chief:
-        live = Live(str(LIVE_DIR), dvcyaml=False, save_dvc_exp=False, report=None)
+        live = Live(str(TRAIN_LIVE_DIR), dvcyaml=False, save_dvc_exp=False, report=None)
         callbacks.append(DVCLiveCallback(live=live))
     fit_multi_worker(model, strategy, train_batches, val_batches, cfg["epochs"],
                      make_loss(cfg["loss"], cfg["label_smoothing"], reduction=None),
                      loss_weights(model.output_names, AUX_LOSS_WEIGHT), callbacks)
-    save_model(model, MODEL_PATH, task.is_chief)
+    save_model(model, MODEL, task.is_chief)
     if task.is_chief:
-        print(f"train: saved {MODEL_PATH}; curves in {LIVE_DIR}/")
+        print(f"train: saved {MODEL}; curves in {TRAIN_LIVE_DIR}/")
 
 
 if __name__ == "__main__":

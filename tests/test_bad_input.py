@@ -24,13 +24,17 @@ import yaml
 from PIL import Image, ImageDraw
 from test_crop import write_image, write_params
 
+from inception_pipeline.annotations import AnnotationError
+from inception_pipeline.crop_store import load_crop
+from inception_pipeline.errors import PipelineError
+from inception_pipeline.images import decode_image
+from inception_pipeline.io import save_npy, write_csv, write_json
+from inception_pipeline.layout import SPLITS
+from inception_pipeline.sources import read_csv_boxes
+from inception_pipeline.splitting import content_groups
+from inception_pipeline.synthetic import Object, voc_xml
 from stages import crop, pack, resize, split
-from stages.crop import AnnotationError, decode_image, read_csv_boxes
-from stages.errors import PipelineError
-from stages.io import save_npy, write_csv, write_json
 from stages.pack import ITEM_FIELDS
-from stages.sample import Object, voc_xml
-from stages.split import content_groups
 
 ROOT = Path(__file__).resolve().parents[1]
 RED, BLUE, TEAL = (220, 20, 20), (20, 20, 220), (20, 160, 160)
@@ -201,14 +205,14 @@ def test_every_file_found_is_accepted_or_rejected(defects):
 def test_extension_does_not_decide_the_format(defects):
     """A PNG named .jpg and a JPEG named .txt are decoded by content, and accepted."""
     crops = {row["source"]: row for row in defects["manifest"]}
-    png = crop.load_crop(crops["cat/png_named.jpg"], defects["root"] / "data/crops")
+    png = load_crop(crops["cat/png_named.jpg"], defects["root"] / "data/crops")
     assert png.shape == (20, 30, 3) and (png == BLUE).all()
     assert "cat/jpeg_named.txt" in crops
 
 
 def test_boxes_refer_to_the_picture_as_a_viewer_shows_it(defects):
     crops = {row["source"]: row for row in defects["manifest"]}
-    top = crop.load_crop(crops["cat/rotated.jpg"], defects["root"] / "data/crops")
+    top = load_crop(crops["cat/rotated.jpg"], defects["root"] / "data/crops")
     assert top.shape == (30, 40, 3)  # the box (0, 0, 40, 30) of the upright 40 x 60 picture
     assert np.abs(top[:24].astype(int) - RED).max() < 40  # JPEG blurs the red/blue edge
 
@@ -323,7 +327,7 @@ def peak_rss_mb(code: str, **names) -> tuple[float, float]:
     """Run ``code`` in a fresh Python that has imported stages.crop; its peak RSS after the
     imports and at the end, in MB. (VmHWM, not ru_maxrss: Linux carries ru_maxrss over from
     the parent, pytest, across exec.)"""
-    program = ("import re, stages.crop\n"
+    program = ("import re, inception_pipeline.cropping\n"
                "def rss(): return int(re.search(r'VmHWM:\\s+(\\d+)', "
                "open('/proc/self/status').read())[1]) / 1024\n"
                + "".join(f"{name} = {value!r}\n" for name, value in names.items())
@@ -337,7 +341,8 @@ def peak_rss_mb(code: str, **names) -> tuple[float, float]:
 def test_bombs_allocate_nothing_big():
     """Decoding either would take 7.5 GB or more; the refusal costs a few MB."""
     base, peak = peak_rss_mb(
-        "from stages.crop import AnnotationError, decode_image\n"
+        "from inception_pipeline.annotations import AnnotationError\n"
+        "from inception_pipeline.images import decode_image\n"
         "for data in bombs:\n"
         "    try: decode_image(data, 200_000_000)\n"
         "    except AnnotationError: pass\n"
@@ -357,7 +362,7 @@ def test_huge_image_is_cropped_from_one_decoded_copy(tmp_path):
     decoded_mb = 12_000 * 9_000 * 4 / 2**20
     base, peak = peak_rss_mb(
         "from pathlib import Path\n"
-        "from stages.crop import Job, crop_file\n"
+        "from inception_pipeline.cropping import Job, crop_file\n"
         "outcome = crop_file(Job(data_dir=Path(root), real_root=root, source='cat/huge.jpg', "
         "boxes=((None, (6000, 4000, 6300, 4300)),), margin=0.0, "
         "no_box='whole', max_pixels=200_000_000, label_mismatch='reject'))\n"
@@ -428,6 +433,6 @@ def test_class_with_too_few_sources_can_be_dropped(in_tmp, default_params, capsy
     report = json.loads((in_tmp / "metrics/split.json").read_text())
     assert report["dropped_classes"] == {"b": 5}
     assert report["train"] + report["val"] + report["test"] == 6
-    kept = np.concatenate([np.load(in_tmp / f"data/split/{n}.npy") for n in split.SPLITS])
+    kept = np.concatenate([np.load(in_tmp / f"data/split/{n}.npy") for n in SPLITS])
     assert sorted(kept.tolist()) == list(range(6))
     assert "left out (split.too_few=drop): 'b' (5 crops)" in capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""stages.compare: paired bootstrap of two runs' test top-1, read from git revisions."""
+"""inception-compare: paired bootstrap of two runs' test top-1, read from git revisions."""
 
 import csv
 import json
@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stages import compare
-from stages.errors import PipelineError
+from inception_pipeline import compare
+from inception_pipeline.errors import PipelineError
+from inception_pipeline.layout import PREDICTIONS
 
 
 def rows(outcomes: str) -> list[dict]:
@@ -80,7 +81,7 @@ def test_cli_reads_each_revision_from_git(in_tmp, capsys):
     git("config", "user.email", "test@example.com")
     subprocess.run([str(Path(sys.executable).parent / "dvc"), "init", "-q"], check=True)
     for tag, outcomes in (("weak", "10" * 100), ("strong", "1" * 190 + "0" * 10)):
-        write_predictions(in_tmp / compare.PREDICTIONS, outcomes)
+        write_predictions(in_tmp / PREDICTIONS, outcomes)
         git("add", "-A")
         git("commit", "-q", "-m", tag)
         git("tag", tag)

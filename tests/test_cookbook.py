@@ -14,7 +14,7 @@ import psutil
 import pytest
 import yaml
 
-from stages.sample import render_scene, voc_xml
+from inception_pipeline.synthetic import render_scene, voc_xml
 from tests.test_e2e import ALL_STAGES, Repo, stages_run, tiny_params
 
 pytestmark = pytest.mark.e2e

@@ -7,11 +7,15 @@ import pytest
 import yaml
 from PIL import Image
 
+from inception_pipeline.annotations import AnnotationError, parse_csv_row, parse_voc
+from inception_pipeline.crop_store import crop_name, load_crop
+from inception_pipeline.errors import PipelineError
+from inception_pipeline.images import clip_box, expand_box
+from inception_pipeline.io import read_csv
+from inception_pipeline.layout import CROPS_DIR
+from inception_pipeline.sources import find_files
+from inception_pipeline.synthetic import Object, voc_xml
 from stages import crop
-from stages.crop import AnnotationError, clip_box, crop_name, expand_box, parse_csv_row, parse_voc
-from stages.errors import PipelineError
-from stages.io import read_csv
-from stages.sample import Object, voc_xml
 
 
 def test_voc_boxes_become_zero_based_edges():
@@ -102,7 +106,7 @@ def test_crop_stage_accounts_for_every_file(in_tmp):
         ("cat/good.jpg-0", "cat"), ("cat/good.jpg-1", "cat"),
         ("cat/nobox.png-0", "cat"), ("고양이 2/흰색.jpg-0", "고양이 2")]
     assert [int(manifest[1][k]) for k in ("xmin", "ymin", "xmax", "ymax")] == [50, 30, 60, 40]
-    crops = [crop.load_crop(row) for row in manifest]
+    crops = [load_crop(row, CROPS_DIR) for row in manifest]
     assert [c.shape for c in crops] == [(20, 20, 3), (10, 10, 3), (40, 60, 3), (40, 60, 3)]
     source = np.asarray(Image.open(raw / "cat" / "good.jpg"))
     assert np.array_equal(crops[0], source[5:25, 10:30])  # the box's pixels, in RGB
@@ -158,7 +162,7 @@ def test_a_folder_that_cannot_be_listed_is_rejected_not_skipped(tmp_path, monkey
         return scandir(path)
 
     monkeypatch.setattr(os, "scandir", refuse_locked)
-    candidates, rejects = crop.find_files(tmp_path, voc=True)
+    candidates, rejects = find_files(tmp_path, voc=True)
     assert candidates == ["cat/a.jpg"]
     assert rejects == [{"path": "locked", "reason": "unreadable folder",
                         "detail": "Permission denied"}]

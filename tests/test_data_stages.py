@@ -4,19 +4,22 @@ import numpy as np
 import pytest
 import yaml
 
+from inception_pipeline.crop_store import ShardWriter, load_crop, read_shard_array
+from inception_pipeline.errors import PipelineError
+from inception_pipeline.images import resize_image
+from inception_pipeline.io import read_csv, write_npy_rows
+from inception_pipeline.layout import CROPS_DIR
+from inception_pipeline.splitting import ClassTooSmall, stratified_split
+from inception_pipeline.synthetic import CLASSES, render_scene
 from stages import crop, pack, resize, sample, split
-from stages.errors import PipelineError
-from stages.io import ShardWriter, read_csv, read_shard_array, write_npy_rows
 from stages.pack import class_index
-from stages.resize import resize_image
-from stages.split import ClassTooSmall, stratified_split
 
 
 def test_scene_is_deterministic_and_boxes_hold_the_object():
-    image, objects = sample.render_scene(7, 3, 11, "star", "★")
-    again, objects_again = sample.render_scene(7, 3, 11, "star", "★")
+    image, objects = render_scene(7, 3, 11, "star", "★")
+    again, objects_again = render_scene(7, 3, 11, "star", "★")
     assert np.array_equal(np.asarray(image), np.asarray(again)) and objects == objects_again
-    other, _ = sample.render_scene(8, 3, 11, "star", "★")
+    other, _ = render_scene(8, 3, 11, "star", "★")
     assert not np.array_equal(np.asarray(image), np.asarray(other))
     for obj in objects:
         xmin, ymin, xmax, ymax = obj.box
@@ -27,9 +30,9 @@ def test_scene_is_deterministic_and_boxes_hold_the_object():
 def test_object_size_does_not_follow_the_class():
     """No size shortcut: per-class mean box widths differ by less than one standard deviation."""
     stats = []
-    for class_index_, (label, glyph) in enumerate(list(sample.CLASSES.items())[:4]):
+    for class_index_, (label, glyph) in enumerate(list(CLASSES.items())[:4]):
         sizes = [(o.box[2] - o.box[0]) for i in range(40)
-                 for o in sample.render_scene(0, class_index_, i, label, glyph)[1]]
+                 for o in render_scene(0, class_index_, i, label, glyph)[1]]
         stats.append((np.mean(sizes), np.std(sizes)))
     means = [m for m, _ in stats]
     assert max(means) - min(means) < min(s for _, s in stats)
@@ -139,7 +142,7 @@ def test_data_stages_end_to_end_without_dvc(in_tmp, default_params):
     crops = read_csv(in_tmp / "data/crops/manifest.csv")
     assert [r["crop"] for r in rows] == [r["crop"] for r in crops]
     for i, row in enumerate(crops):
-        assert np.array_equal(images[i], resize_image(crop.load_crop(row), 75, "stretch"))
+        assert np.array_equal(images[i], resize_image(load_crop(row, CROPS_DIR), 75, "stretch"))
     # The same bytes from one worker as from two.
     written = {p: (in_tmp / p).read_bytes() for p in ("data/crops/crops-000.bin",
                                                        "data/crops/manifest.csv",

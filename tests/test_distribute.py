@@ -25,7 +25,7 @@ TWO_LOGICAL_CPUS = """
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from stages.errors import run
+from inception_pipeline.errors import run
 from stages.train import main
 run(main)
 """
@@ -176,7 +176,7 @@ def test_multi_worker_two_local_processes_train_one_model_only_the_chief_writes(
 # Fast, in-process checks of the multi-worker pieces.
 
 def test_replica_parts_make_up_each_global_batch():
-    from stages.training import Batches
+    from inception_pipeline.batches import Batches
 
     images = np.arange(14 * 2 * 2 * 3, dtype=np.uint8).reshape(14, 2, 2, 3)
     labels = np.arange(14) % 3
@@ -201,8 +201,8 @@ def test_replica_parts_make_up_each_global_batch():
      "TF_CONFIG: 'a' is not host:port"),
 ])
 def test_tf_config_problems_are_one_line(monkeypatch, tf_config, expected):
-    from stages.distributed import read_tf_config
-    from stages.errors import PipelineError
+    from inception_pipeline.distributed import read_tf_config
+    from inception_pipeline.errors import PipelineError
 
     monkeypatch.delenv("TF_CONFIG", raising=False)
     if tf_config is not None:
@@ -213,7 +213,7 @@ def test_tf_config_problems_are_one_line(monkeypatch, tf_config, expected):
 
 
 def test_tf_config_chief():
-    from stages.distributed import Task, read_tf_config
+    from inception_pipeline.distributed import Task, read_tf_config
 
     two = {"worker": ["a:1", "b:2"]}
     assert read_tf_config(json.dumps({"cluster": two, "task": {"type": "worker", "index": 1}})
@@ -229,8 +229,8 @@ def test_tf_config_chief():
 
 
 def test_batch_size_must_split_over_the_replicas():
-    from stages.distributed import check_batch_size
-    from stages.errors import PipelineError
+    from inception_pipeline.distributed import check_batch_size
+    from inception_pipeline.errors import PipelineError
 
     check_batch_size(8, 14, 2)  # batches of 8 and 6: 4 + 4, 3 + 3
     with pytest.raises(PipelineError, match=r"^train.batch_size=9: must be divisible by the 2"):
@@ -248,8 +248,9 @@ def test_multi_worker_loop_matches_fit_on_one_device(aux_head):
     import keras
     import tensorflow as tf
 
-    from stages.distributed import fit_multi_worker
-    from stages.training import Batches, MainHeadLogNames, compile_model, loss_weights, make_loss
+    from inception_pipeline.batches import Batches
+    from inception_pipeline.distributed import fit_multi_worker
+    from inception_pipeline.training import MainHeadLogNames, compile_model, loss_weights, make_loss
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (24, 8, 8, 3), dtype=np.uint8)

@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ["dvc.yaml", "params.yaml", "stages", "models", ".dvc/config", ".dvcignore",
-                 ".gitignore", "plots_offline"]
+PROJECT_FILES = ["dvc.yaml", "params.yaml", "stages", "inception_pipeline", "models", ".dvc/config",
+                 ".dvcignore", ".gitignore", "plots_offline"]
 ALL_STAGES = {"sample", "crop", "resize", "pack", "split", "train", "evaluate", "report"}
 
 pytestmark = pytest.mark.e2e

@@ -16,8 +16,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from stages.io import atomic_dir, atomic_path
-from stages.sample import Object, voc_xml
+from inception_pipeline.io import atomic_dir, atomic_path
+from inception_pipeline.synthetic import Object, voc_xml
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("crop", "resize", "pack", "split")

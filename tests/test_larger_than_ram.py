@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 import yaml
 
-from stages.crop import MANIFEST, MANIFEST_FIELDS, SHARD_NAME
-from stages.io import ShardWriter, read_csv, read_json, save_npy, write_csv, write_json
+from inception_pipeline.crop_store import MANIFEST_FIELDS, SHARD_NAME, ShardWriter
+from inception_pipeline.io import read_csv, read_json, save_npy, write_csv, write_json
+from inception_pipeline.layout import MANIFEST
 from stages.pack import ITEM_FIELDS
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stages.evaluate import headline_metrics, per_class_rows
-from stages.report import (
+from inception_pipeline.reporting import (
     confusion_counts,
     markdown_table,
     most_confused,
@@ -13,6 +12,7 @@ from stages.report import (
     plot_misclassified,
     worst_mistakes,
 )
+from inception_pipeline.scoring import headline_metrics, per_class_rows
 
 
 def test_perfect_and_uniform_predictions_score_as_expected():
@@ -90,7 +90,7 @@ def test_markdown_table():
 
 
 def test_batches_shuffle_per_epoch_from_the_seed_and_cover_every_index():
-    from stages.training import Batches, epoch_order
+    from inception_pipeline.batches import Batches, epoch_order
 
     images = np.arange(10 * 2 * 2 * 3, dtype=np.uint8).reshape(10, 2, 2, 3)
     labels = np.arange(10) % 3
@@ -118,7 +118,7 @@ def test_batches_shuffle_per_epoch_from_the_seed_and_cover_every_index():
 
 
 def test_npy_rows_reads_the_rows_np_load_gives(tmp_path):
-    from stages.training import NpyRows
+    from inception_pipeline.batches import NpyRows
 
     images = np.random.default_rng(0).integers(0, 256, (9, 2, 3, 3), dtype=np.uint8)
     np.save(tmp_path / "images.npy", images)
@@ -137,7 +137,7 @@ def test_npy_rows_reads_the_rows_np_load_gives(tmp_path):
 @pytest.mark.parametrize("name, smoothing", [("binary", 0.0), ("binary_probabilities", 0.1),
                                              ("categorical", 0.1)])
 def test_losses(name, smoothing):
-    from stages.training import make_loss
+    from inception_pipeline.training import make_loss
 
     loss = make_loss(name, smoothing)
     y_true = np.eye(4, dtype=np.float32)[[0, 1]]
@@ -151,8 +151,8 @@ def test_binary_losses_on_a_softmax_output_logits_vs_probabilities(tmp_path):
     survive a save and a safe-mode reload."""
     import keras
 
+    from inception_pipeline.training import make_loss
     from models import load_classifier
-    from stages.training import make_loss
 
     logits = np.array([[2.0, 0.5, -1.0, 0.0], [0.0, 3.0, 1.0, -2.0]], np.float32)
     y_true = np.eye(4, dtype=np.float32)[[0, 1]]
@@ -176,7 +176,7 @@ def test_binary_losses_on_a_softmax_output_logits_vs_probabilities(tmp_path):
 
 
 def test_optimizers_and_schedules():
-    from stages.training import make_optimizer
+    from inception_pipeline.training import make_optimizer
 
     rmsprop = make_optimizer("rmsprop", 0.045, "exponential", steps_per_epoch=10, epochs=8)
     assert rmsprop.rho == 0.9 and rmsprop.epsilon == 1.0

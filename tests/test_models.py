@@ -10,8 +10,8 @@ import keras
 import numpy as np
 import pytest
 
+from inception_pipeline.params import problems
 from models import AUX_LOSS_WEIGHT, NETWORKS, build_classifier
-from stages.params import problems
 
 # Keras' saving calls np.array on TensorFlow variables, whose __array__ predates NumPy 2.
 pytestmark = pytest.mark.filterwarnings(

@@ -3,8 +3,8 @@ import copy
 import pytest
 import yaml
 
-from stages.errors import PipelineError
-from stages.params import load_params, problems
+from inception_pipeline.errors import PipelineError
+from inception_pipeline.params import load_params, problems
 
 
 def with_value(params, key, value):

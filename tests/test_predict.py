@@ -2,7 +2,6 @@
 test crops, because it prepares them with the training's own crop, resize and pack steps."""
 
 import json
-import os
 import subprocess
 import sys
 from functools import partial
@@ -13,10 +12,13 @@ import pytest
 import yaml
 from PIL import Image
 
-from stages import crop, evaluate, pack, predict, resize, sample, split
-from stages.errors import run
-from stages.io import read_csv
-from stages.params import load_params
+from inception_pipeline import predict
+from inception_pipeline.annotations import Box, parse_voc
+from inception_pipeline.errors import run
+from inception_pipeline.io import read_csv
+from inception_pipeline.layout import CROPS_DIR, IMAGES, ITEMS, MANIFEST, MODEL, PREDICTIONS
+from inception_pipeline.params import load_params
+from stages import crop, evaluate, pack, resize, sample, split
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = Path("data/sample")
@@ -35,13 +37,13 @@ def write_csv_annotations(data_dir: Path) -> Path:
     """annotations.csv with every box of the VOC XMLs (0-based edges, as the CSV has them)."""
     rows = [f"{xml.with_suffix('.jpg').relative_to(data_dir).as_posix()},{','.join(map(str, box))}"
             for xml in sorted(data_dir.rglob("*.xml"))
-            for _, box in crop.parse_voc(xml.read_bytes())]
+            for _, box in parse_voc(xml.read_bytes())]
     path = data_dir / "annotations.csv"
     path.write_text("path,xmin,ymin,xmax,ymax\n" + "\n".join(rows) + "\n", encoding="utf-8")
     return path
 
 
-def voc_box(item: dict) -> crop.Box:
+def voc_box(item: dict) -> Box:
     """The VOC box (before the margin) that ``item``, a manifest or items.csv row, came from."""
     source = SAMPLE / item["source"]
     index = int(item["crop"].rsplit("-", 1)[1])
@@ -79,11 +81,11 @@ def evaluated(tmp_path_factory):
         # so that matching them means something.
         head = model.get_layer("predictions")
         features = keras.Model(model.inputs, head.input).predict(
-            np.load(pack.OUT_DIR / "images.npy"), verbose=0)
+            np.load(IMAGES), verbose=0)
         kernel = head.get_weights()[0] * 100
         head.set_weights([kernel, -(features @ kernel).mean(axis=0)])
-        predict.MODEL_PATH.parent.mkdir(parents=True)
-        model.save(predict.MODEL_PATH)
+        MODEL.parent.mkdir(parents=True)
+        model.save(MODEL)
         evaluate.main()
         yield
 
@@ -92,9 +94,9 @@ def test_model_inputs_are_the_packed_arrays_byte_for_byte(evaluated):
     """Every crop (one of them EXIF-rotated), prepared from its source image and VOC box."""
     params = load_params()
     margin, resize = params["crop"]["margin"], params["resize"]
-    images = np.load(pack.OUT_DIR / "images.npy")
-    manifest = {row["crop"]: row for row in read_csv(crop.OUT_DIR / crop.MANIFEST)}
-    for item in read_csv(pack.OUT_DIR / "items.csv"):
+    images = np.load(IMAGES)
+    manifest = {row["crop"]: row for row in read_csv(CROPS_DIR / MANIFEST)}
+    for item in read_csv(ITEMS):
         image = predict.load_image(SAMPLE / item["source"], params["crop"]["max_pixels"])
         array, region = predict.model_input(image, voc_box(item), margin, resize["size"],
                                             resize["mode"])
@@ -103,8 +105,8 @@ def test_model_inputs_are_the_packed_arrays_byte_for_byte(evaluated):
 
 
 def test_predict_gives_the_predictions_evaluate_recorded(evaluated, capsys):
-    recorded = read_csv(evaluate.PREDICTIONS)
-    manifest = {row["crop"]: row for row in read_csv(crop.OUT_DIR / crop.MANIFEST)}
+    recorded = read_csv(PREDICTIONS)
+    manifest = {row["crop"]: row for row in read_csv(CROPS_DIR / MANIFEST)}
     sources = sorted({manifest[row["crop"]]["source"] for row in recorded})
     predict.main(["--json", "--annotation", str(SAMPLE / "annotations.csv"),
                   *(str(SAMPLE / source) for source in sources)])
@@ -119,8 +121,8 @@ def test_predict_gives_the_predictions_evaluate_recorded(evaluated, capsys):
 
 
 def test_box_option_and_text_output(evaluated, capsys):
-    row = read_csv(evaluate.PREDICTIONS)[0]
-    crop_row = next(r for r in read_csv(crop.OUT_DIR / crop.MANIFEST) if r["crop"] == row["crop"])
+    row = read_csv(PREDICTIONS)[0]
+    crop_row = next(r for r in read_csv(CROPS_DIR / MANIFEST) if r["crop"] == row["crop"])
     source = SAMPLE / crop_row["source"]
     predict.main([str(source), "--box", ",".join(map(str, voc_box(crop_row))), "--top-k", "2"])
     lines = capsys.readouterr().out.splitlines()
@@ -157,8 +159,7 @@ def test_bad_input_is_one_line_and_exit_status_2(picture, capsys, argv, message)
 
 
 def test_command_line_reports_a_bad_file_in_one_line(picture):
-    done = subprocess.run([sys.executable, "-m", "stages.predict", "notes.txt"], check=False,
-                          cwd=picture, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                          capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "inception_pipeline.predict", "notes.txt"],
+                          check=False, cwd=picture, capture_output=True, text=True, timeout=300)
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr == "error: notes.txt: unreadable image (UnidentifiedImageError)\n"

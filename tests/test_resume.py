@@ -3,8 +3,10 @@
 import keras
 import numpy as np
 
+from inception_pipeline.batches import Batches
+from inception_pipeline.checkpoints import EpochCheckpoint
+from inception_pipeline.training import compile_model, make_loss
 from models.layers import augmentation
-from stages.training import Batches, EpochCheckpoint, compile_model, make_loss
 
 
 def tiny_model() -> keras.Model:

@@ -12,10 +12,9 @@ from typing import Any
 
 import yaml
 
+from inception_pipeline.errors import PipelineError
+from inception_pipeline.layout import PARAMS
 from models import NETWORKS
-from stages.errors import PipelineError
-
-PARAMS_FILE = Path("params.yaml")
 
 
 @dataclass(frozen=True)
@@ -118,7 +117,7 @@ def problems(params: dict) -> list[str]:
     return found
 
 
-def load_params(path: str | Path = PARAMS_FILE) -> dict:
+def load_params(path: str | Path = PARAMS) -> dict:
     """Read and validate params.yaml; raise one PipelineError listing every bad key."""
     try:
         params = yaml.safe_load(Path(path).read_text(encoding="utf-8"))

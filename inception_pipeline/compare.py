@@ -1,6 +1,6 @@
-"""compare: is one run's test top-1 really better than another's? A paired bootstrap says.
+"""inception-compare: is one run's test top-1 really better than another's? A paired bootstrap.
 
-    python -m stages.compare BASELINE OTHER [OTHER ...] [--resamples 10000] [--seed 0] [--json]
+    inception-compare BASELINE OTHER [OTHER ...] [--resamples 10000] [--seed 0] [--json]
 
 Each argument is a git revision or a DVC experiment name (`dvc exp show` lists them); its
 plots/predictions.csv (kept in git by the evaluate stage) gives which test crops it got right.
@@ -20,9 +20,8 @@ import json
 
 import numpy as np
 
-from stages.errors import PipelineError, run
-
-PREDICTIONS = "plots/predictions.csv"
+from inception_pipeline.errors import PipelineError, run
+from inception_pipeline.layout import PREDICTIONS
 
 
 def correct_by_crop(rows: list[dict]) -> dict[str, bool]:
@@ -69,7 +68,7 @@ def read_predictions(rev: str) -> list[dict]:
     from scmrepo.exceptions import SCMError
 
     try:
-        text = dvc.api.read(PREDICTIONS, rev=rev)
+        text = dvc.api.read(str(PREDICTIONS), rev=rev)
     except (DvcException, SCMError, FileNotFoundError) as err:
         raise PipelineError(f"{rev}: cannot read its {PREDICTIONS} ({err})") from None
     return list(csv.DictReader(io.StringIO(text)))
@@ -93,7 +92,7 @@ def compare(baseline: str, others: list[str], resamples: int, seed: int) -> list
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m stages.compare", description=__doc__,
+    parser = argparse.ArgumentParser(prog="inception-compare", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("baseline", help="git revision or experiment name")
     parser.add_argument("others", nargs="+", metavar="other")
@@ -115,5 +114,10 @@ def main(argv: list[str] | None = None) -> None:
               f"[{r['difference_95'][0]:+.3f}, {r['difference_95'][1]:+.3f}]: {r['verdict']}")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The ``inception-compare`` console script."""
     run(main)
+
+
+if __name__ == "__main__":
+    cli()

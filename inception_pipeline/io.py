@@ -1,4 +1,4 @@
-"""File helpers shared by the stages: atomic writes and small readers.
+"""File helpers shared by the stages: atomic writes, readers, and a parallel map.
 
 Every output is written under a temporary name in the same folder and renamed into place,
 so a killed stage never leaves a half-written file that DVC or a later stage would trust.
@@ -12,19 +12,18 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
-import math
 import os
 import re
 import shutil
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Self, TypeVar
+from typing import TypeVar
 
 import numpy as np
 from tqdm import tqdm
 
-from stages.errors import PipelineError
+from inception_pipeline.errors import PipelineError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -140,54 +139,6 @@ def write_npy_rows(path: str | os.PathLike, shape: tuple[int, ...], rows: Iterab
             count += 1
         if count != shape[0]:
             raise PipelineError(f"{path}: {count} rows written, {shape[0]} expected")
-
-
-class ShardWriter:
-    """uint8 arrays appended to raw shard files ``NAME-000.bin``, ``NAME-001.bin``, ... in a
-    folder, a new shard once one holds ``max_bytes``: a few big files instead of one file per
-    array, which is what keeps ``dvc status`` fast. ``write`` returns the array's shard and
-    offset; with its shape, ``read_shard_array`` reads it back."""
-
-    def __init__(self, directory: Path, name: str, max_bytes: int = 2**30):
-        self.directory, self.name, self.max_bytes = directory, name, max_bytes
-        self.index, self.file = -1, None
-
-    def write(self, array: np.ndarray) -> tuple[str, int]:
-        if array.dtype != np.uint8:
-            raise ValueError(f"shards hold uint8 arrays, not {array.dtype}")
-        used = None if self.file is None else self.file.tell()
-        if used is None or (used and used + array.nbytes > self.max_bytes):
-            self.close()
-            self.index += 1
-            self.file = open(self.directory / self.shard, "wb")  # noqa: SIM115 (closed by close)
-        offset = self.file.tell()
-        self.file.write(np.ascontiguousarray(array).data)
-        return self.shard, offset
-
-    @property
-    def shard(self) -> str:
-        return f"{self.name}-{self.index:03d}.bin"
-
-    def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-def read_shard_array(directory: Path, shard: str, offset: int, shape: tuple[int, ...]
-                     ) -> np.ndarray:
-    """The uint8 array of ``shape`` that ShardWriter wrote at ``offset`` of ``shard``."""
-    path = directory / shard
-    count = math.prod(shape)
-    array = np.fromfile(path, dtype=np.uint8, count=count, offset=offset)
-    if array.size != count:
-        raise PipelineError(f"{path}: truncated ({array.size} of {count} bytes at offset {offset})")
-    return array.reshape(shape)
 
 
 def worker_count(requested: int) -> int:

@@ -1,4 +1,5 @@
-"""train.strategy=multi_worker: one model trained together by the processes TF_CONFIG lists.
+"""``train.strategy``: one device, mirrored over local devices, or multi_worker: one model
+trained together by the processes TF_CONFIG lists.
 
 Keras 3's fit() fails under MultiWorkerMirroredStrategy (keras-team/keras#20585), so
 ``fit_multi_worker`` is the loop fit would run, written out with the same pieces:
@@ -31,12 +32,34 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from stages.errors import PipelineError
-from stages.io import atomic_path
-from stages.training import Batches, metrics
+from inception_pipeline.batches import Batches
+from inception_pipeline.errors import PipelineError
+from inception_pipeline.io import atomic_path
+from inception_pipeline.training import metrics
 
 TF_CONFIG_EXAMPLE = ('{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
                      '"task": {"type": "worker", "index": 0}}')
+
+
+def distribution_strategy(name: str) -> tf.distribute.Strategy:
+    """``train.strategy``: default (one device), mirrored (one replica per local GPU) or
+    multi_worker (one replica per device of every worker that TF_CONFIG lists).
+
+    Without GPUs, mirrored uses every CPU device TensorFlow lists: one, unless it was
+    configured as several logical devices, as the tests do. multi_worker is
+    MultiWorkerMirroredStrategy, which reads TF_CONFIG (checked here first, so that a missing
+    or malformed one is one line, not a TensorFlow traceback); Keras 3's fit() fails under it
+    (keras-team/keras#20585), so the train stage runs ``fit_multi_worker``
+    instead. Create the strategy before any other TensorFlow work: MultiWorkerMirroredStrategy
+    has to start the cluster's servers before the runtime is initialised.
+    """
+    if name == "mirrored":
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([device.name for device in devices])
+    if name == "multi_worker":
+        read_tf_config()  # raises a PipelineError naming the problem
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,15 @@
-"""predict: the trained model's top-k classes for new images, prepared exactly as in training.
+"""inception-predict: the trained model's top-k classes for new images, prepared as in training.
 
-    python -m stages.predict IMAGE [IMAGE ...] [--box x0,y0,x1,y1] [--annotation FILE.xml|.csv]
-                             [--top-k 5] [--json] [--model data/model/model.keras]
+    inception-predict IMAGE [IMAGE ...] [--box x0,y0,x1,y1] [--annotation FILE.xml|.csv]
+                      [--top-k 5] [--json] [--model data/model/model.keras]
 
-Each box goes through the pipeline's own functions with params.yaml's settings: crop's
-decode_image (EXIF orientation applied) and crop_region (clipped, widened by crop.margin),
-and resize's resize_image (resize.size, resize.mode), so the model sees the uint8 RGB array
-that images.npy would hold for it. Boxes are 0-based pixel edges with x1, y1
-exclusive (as in annotations.csv); --box may be repeated. --annotation takes a VOC XML (one
-image) or a CSV laid out like annotations.csv, its paths relative to the CSV's folder. An image
-without a box is used whole, as crop.no_box=whole does.
+(or ``python -m inception_pipeline.predict``). Each box goes through the functions the crop and
+resize stages use, with params.yaml's settings: decode_image (EXIF orientation applied),
+crop_region (clipped, widened by crop.margin) and resize_image (resize.size, resize.mode),
+so the model sees the uint8 RGB array that images.npy would hold for it. Boxes are 0-based
+pixel edges with x1, y1 exclusive (as in annotations.csv); --box may be repeated. --annotation
+takes a VOC XML (one image) or a CSV laid out like annotations.csv, its paths relative to the
+CSV's folder. An image without a box is used whole, as crop.no_box=whole does.
 """
 
 from __future__ import annotations
@@ -21,16 +21,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from stages.crop import AnnotationError, Box, crop_region, decode_image, parse_csv_row, parse_voc
-from stages.errors import PipelineError, run
-from stages.evaluate import class_probabilities
-from stages.io import read_csv, read_json
-from stages.pack import OUT_DIR as PACKED_DIR
-from stages.params import load_params
-from stages.resize import resize_image
-from stages.train import MODEL_PATH
-
-CLASSES = PACKED_DIR / "classes.json"
+from inception_pipeline.annotations import AnnotationError, Box, parse_csv_row, parse_voc
+from inception_pipeline.errors import PipelineError, run
+from inception_pipeline.images import crop_region, decode_image, resize_image
+from inception_pipeline.io import read_csv, read_json
+from inception_pipeline.layout import CLASSES, MODEL
+from inception_pipeline.params import load_params
+from inception_pipeline.runtime import configure_tensorflow
 
 
 def parse_box(text: str) -> Box:
@@ -109,7 +106,7 @@ def top_classes(probs: np.ndarray, classes: list[str], k: int) -> list[dict]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m stages.predict", description=__doc__,
+    parser = argparse.ArgumentParser(prog="inception-predict", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
     parser.add_argument("--box", action="append", default=[], metavar="x0,y0,x1,y1",
@@ -118,7 +115,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="boxes from a VOC XML (one image) or an annotations.csv-style CSV")
     parser.add_argument("--top-k", type=int, default=5, help="classes listed per box (5)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
-    parser.add_argument("--model", type=Path, default=MODEL_PATH, help=f"({MODEL_PATH})")
+    parser.add_argument("--model", type=Path, default=MODEL, help=f"({MODEL})")
     return parser.parse_args(argv)
 
 
@@ -149,7 +146,8 @@ def classify(model_path: Path, inputs: np.ndarray) -> tuple[np.ndarray, list[str
         if not needed.is_file():
             raise PipelineError(f"{needed}: missing (the pipeline writes it: `dvc repro`)")
     classes = read_json(CLASSES)
-    from models import load_classifier
+    configure_tensorflow()
+    from models import class_probabilities, load_classifier
 
     model = load_classifier(model_path)
     if model.input_shape[1:] != inputs.shape[1:]:
@@ -184,5 +182,10 @@ def main(argv: list[str] | None = None) -> None:
             print(f"  {top['probability']:.4f}  {top['class']}")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The ``inception-predict`` console script."""
     run(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,100 @@
+"""Per-epoch checkpoints, so that a killed training run resumes where it stopped.
+
+Not a DVC output: DVC deletes a stage's outputs before rerunning it, and a checkpoint has to
+outlive a killed run. A checkpoint belongs to one run: its fingerprint covers the run's settings
+and every file the train stage depends on in dvc.yaml (``stage_dependencies``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import keras
+import yaml
+
+from inception_pipeline.io import atomic_dir, read_json, write_json
+
+
+def run_fingerprint(settings: dict, files: list[Path]) -> str:
+    """A digest of everything a training run depends on: its settings and its input files."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for path in files:
+        digest.update(path.name.encode())
+        with open(path, "rb") as f:
+            digest.update(hashlib.file_digest(f, "sha256").digest())
+    return digest.hexdigest()
+
+
+def stage_dependencies(dvc_yaml: Path, stage: str) -> list[Path]:
+    """Every file ``stage`` lists under ``deps`` in ``dvc_yaml`` (folders expanded, sorted)."""
+    deps = yaml.safe_load(dvc_yaml.read_text(encoding="utf-8"))["stages"][stage]["deps"]
+    files = []
+    for dep in map(Path, deps):
+        files += sorted(p for p in dep.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+                        ) if dep.is_dir() else [dep]
+    return files
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """After every epoch, saves what a killed run needs to resume where it stopped.
+
+    Each checkpoint is a folder ``epoch-NNNN`` (weights with the optimizer's state, the random
+    generators' state, the DVCLive folder so far, and the run's fingerprint), written under a
+    temporary name and renamed into place; older ones are deleted only after that, so a kill
+    at any moment leaves at least one whole checkpoint. A checkpoint whose fingerprint differs
+    from the run's (other params, code or data) is never resumed.
+    """
+
+    def __init__(self, directory: Path, live_dir: Path, fingerprint: str):
+        super().__init__()
+        self.directory, self.live_dir, self.fingerprint = directory, live_dir, fingerprint
+
+    def latest(self) -> tuple[int, Path] | None:
+        """(epochs done, folder) of the newest checkpoint of this run, if any."""
+        for folder in sorted(self.directory.glob("epoch-[0-9][0-9][0-9][0-9]"), reverse=True):
+            state = read_json(folder / "state.json")
+            if state["fingerprint"] == self.fingerprint:
+                return state["epochs_done"], folder
+        return None
+
+    def restore(self, model: keras.Model) -> int:
+        """Load the newest checkpoint into ``model`` and ``live_dir``; the epochs it had done."""
+        found = self.latest()
+        if found is None:
+            self.discard()  # checkpoints of another run (other params, code or data)
+            return 0
+        epochs_done, folder = found
+        model.optimizer.build(model.trainable_variables)
+        model.load_weights(folder / "state.weights.h5")
+        states = read_json(folder / "state.json")["seed_generators"]
+        for variable, state in zip(seed_generator_states(model), states, strict=True):
+            variable.assign(state)
+        if self.live_dir.exists():
+            shutil.rmtree(self.live_dir)
+        shutil.copytree(folder / "live", self.live_dir)
+        return epochs_done
+
+    def on_epoch_end(self, epoch, logs=None):
+        # Runs after the DVCLive callback, so the copied folder holds this epoch's curves.
+        with atomic_dir(self.directory / f"epoch-{epoch + 1:04d}") as tmp:
+            self.model.save_weights(tmp / "state.weights.h5")
+            shutil.copytree(self.live_dir, tmp / "live")
+            write_json(tmp / "state.json", {
+                "epochs_done": epoch + 1, "fingerprint": self.fingerprint,
+                # A list in the model's order: the variables' paths are not unique.
+                "seed_generators": [v.numpy().tolist()
+                                    for v in seed_generator_states(self.model)]})
+        for folder in self.directory.glob("epoch-*"):
+            if folder.name != f"epoch-{epoch + 1:04d}":
+                shutil.rmtree(folder)
+
+    def discard(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def seed_generator_states(model: keras.Model) -> list:
+    """The augmentation and dropout layers' random states, which save_weights leaves out."""
+    return [v for v in model.variables if v.path.endswith("seed_generator_state")]

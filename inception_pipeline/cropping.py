@@ -1,0 +1,146 @@
+"""One photo to its crops: decode, read its boxes, cut out every usable box; and the data-quality
+counts over all photos. Every file ends up accepted (it gave at least one crop) or rejected with
+its reason."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from inception_pipeline.annotations import AnnotationError, parse_voc
+from inception_pipeline.crop_store import crop_name
+from inception_pipeline.errors import PipelineError
+from inception_pipeline.images import crop_region, decode_image
+from inception_pipeline.layout import DATA_METRICS, REJECTS
+from inception_pipeline.sources import nfc, outside, reject
+
+
+@dataclass
+class Outcome:
+    """What became of one file: its crops (manifest rows and pixels) and its rejected parts."""
+    crops: list[dict] = field(default_factory=list)
+    pixels: list[np.ndarray] = field(default_factory=list)
+    rejects: list[dict] = field(default_factory=list)
+    clipped: int = 0
+    relabelled: int = 0
+
+
+@dataclass(frozen=True)
+class Job:
+    """One file to crop, with everything a worker process needs."""
+    data_dir: Path
+    real_root: str  # os.path.realpath(data_dir), worked out once
+    source: str  # path relative to data_dir, with "/" separators
+    boxes: tuple | None  # from the CSV; None means read the VOC XML beside the image
+    margin: float
+    no_box: str
+    max_pixels: int
+    label_mismatch: str
+
+
+def crop_file(job: Job) -> Outcome:
+    """Decode one image, read its boxes, and cut out the pixels of every usable box."""
+    outcome = Outcome()
+    folder = nfc(job.source.split("/")[0])
+    try:
+        data = (job.data_dir / job.source).read_bytes()
+        image = decode_image(data, job.max_pixels)
+    except AnnotationError as err:
+        outcome.rejects.append(reject(job.source, "image too large", str(err)))
+        return outcome
+    except Exception as err:  # noqa: BLE001 (PIL raises many types for files that are not images)
+        outcome.rejects.append(reject(job.source, "unreadable image",
+                                      f"{type(err).__name__}: {err}"))
+        return outcome
+
+    if job.boxes is not None:
+        annotations = list(job.boxes)
+    else:
+        xml_path = (job.data_dir / job.source).with_suffix(".xml")
+        if outside(xml_path, job.real_root):
+            outcome.rejects.append(reject(job.source, "outside data root",
+                                          f"its annotation links to {xml_path.resolve()}"))
+            return outcome
+        try:
+            annotations = parse_voc(xml_path.read_bytes()) if xml_path.exists() else []
+        except AnnotationError as err:
+            outcome.rejects.append(reject(job.source, "bad annotation", str(err)))
+            return outcome
+
+    if not annotations:
+        if job.no_box == "skip":
+            outcome.rejects.append(reject(job.source, "no box", "crop.no_box=skip"))
+            return outcome
+        annotations = [(None, (0, 0, image.width, image.height))]
+
+    digest = hashlib.sha256(data).hexdigest()
+    for index, (label, box) in enumerate(annotations):
+        if label is not None and nfc(label) != folder:
+            if job.label_mismatch == "reject":
+                detail = f"box {index} is labelled {label!r} in folder {folder!r}"
+                outcome.rejects.append(reject(job.source, "label mismatch", detail))
+                continue
+            outcome.relabelled += 1
+        try:
+            box, was_clipped = crop_region(box, job.margin, image.width, image.height)
+        except AnnotationError as err:
+            outcome.rejects.append(reject(job.source, "bad box", f"box {index}: {err}"))
+            continue
+        outcome.clipped += was_clipped
+        xmin, ymin, xmax, ymax = box
+        # Box by box: an array of the whole image would be a second copy of a huge photo.
+        outcome.pixels.append(np.asarray(image.crop(box)))
+        outcome.crops.append({"crop": crop_name(job.source, index), "source": job.source,
+                              "xmin": xmin, "ymin": ymin, "xmax": xmax, "ymax": ymax,
+                              "label": folder, "source_sha256": digest})
+    return outcome
+
+
+def duplicate_sources(manifest: list[dict]) -> tuple[int, list[dict]]:
+    """How many accepted files have their exact content at another path too, and the rows
+    (source_sha256, source, label) of those whose copies lie in different class folders.
+
+    Such copies are kept: split puts all crops of one content in one split, so a copy in two
+    classes cannot leak from train into test, but one of its labels is likely wrong.
+    """
+    by_content: dict[str, dict[str, str]] = defaultdict(dict)
+    for row in manifest:
+        by_content[row["source_sha256"]][row["source"]] = row["label"]
+    shared = {digest: files for digest, files in by_content.items() if len(files) > 1}
+    across = [{"source_sha256": digest, "source": source, "label": label}
+              for digest, files in sorted(shared.items()) if len(set(files.values())) > 1
+              for source, label in sorted(files.items())]
+    return sum(map(len, shared.values())), across
+
+
+def quality_metrics(misplaced: int, outcomes: list[Outcome], rejects: list[dict],
+                    duplicates: int, across: int) -> dict:
+    """Data-quality counts. Every file found is either accepted (it gave at least one crop) or
+    rejected, so files_found = files_accepted + files_rejected; rejects_by_reason counts every
+    reject line, including single boxes of accepted files."""
+    accepted = sum(1 for o in outcomes if o.crops)
+    return {
+        "files_found": misplaced + len(outcomes),
+        "files_accepted": accepted,
+        "files_rejected": misplaced + len(outcomes) - accepted,
+        "crops": sum(len(o.crops) for o in outcomes),
+        "boxes_clipped": sum(o.clipped for o in outcomes),
+        "boxes_relabelled": sum(o.relabelled for o in outcomes),
+        "duplicate_sources": duplicates,
+        "duplicate_sources_across_classes": across,
+        "rejects_by_reason": dict(sorted(Counter(r["reason"] for r in rejects).items())),
+    }
+
+
+def check_rejected(metrics: dict, max_rejected: float) -> None:
+    """Stop when more than ``crop.max_rejected`` of the files were rejected: a wrong data.dir
+    or annotation format should fail loudly, not train on the few files that got through."""
+    fraction = metrics["files_rejected"] / metrics["files_found"]
+    if fraction > max_rejected:
+        raise PipelineError(f"crop.max_rejected={max_rejected}: {metrics['files_rejected']} of "
+                            f"{metrics['files_found']} files rejected ({fraction:.1%}); reasons "
+                            f"in {REJECTS} and {DATA_METRICS}")

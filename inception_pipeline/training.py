@@ -1,0 +1,103 @@
+"""What a training run is made of, besides its network and data: the loss, the optimizer and
+its schedule, the logged metrics, compile, and the per-epoch callbacks.
+
+Imported only after params are validated, since importing TensorFlow takes seconds.
+"""
+
+from __future__ import annotations
+
+import time
+
+import keras
+
+
+@keras.saving.register_keras_serializable(package="inception_pipeline")
+class ProbabilityBinaryCrossentropy(keras.losses.BinaryCrossentropy):
+    """Binary cross-entropy of the softmax probabilities, as standalone Keras (<= 2.3) computed
+    it for a softmax classifier: ``train.loss: binary_probabilities``.
+
+    Keras 3's BinaryCrossentropy, given a softmax output, takes the logits Keras cached on it
+    and treats them as sigmoid logits (README, "What train.loss: binary computes").
+    """
+
+    def call(self, y_true, y_pred):
+        # Clipping makes a new tensor, without the cached logits: the loss sees probabilities.
+        epsilon = keras.config.epsilon()
+        return super().call(y_true, keras.ops.clip(y_pred, epsilon, 1 - epsilon))
+
+
+def make_loss(name: str, label_smoothing: float = 0.0,
+              reduction: str | None = "sum_over_batch_size") -> keras.losses.Loss:
+    """The loss; ``reduction=None`` gives one value per image (the multi-worker loop's)."""
+    loss = {"binary": keras.losses.BinaryCrossentropy,
+            "binary_probabilities": ProbabilityBinaryCrossentropy,
+            "categorical": keras.losses.CategoricalCrossentropy}[name]
+    return loss(label_smoothing=label_smoothing, reduction=reduction)
+
+
+def make_optimizer(name: str, lr: float, schedule: str, steps_per_epoch: int, epochs: int):
+    if schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=steps_per_epoch * epochs)
+    elif schedule == "exponential":  # the paper: x0.94 every two epochs
+        lr = keras.optimizers.schedules.ExponentialDecay(
+            lr, decay_steps=2 * steps_per_epoch, decay_rate=0.94, staircase=True)
+    if name == "rmsprop":  # the paper's settings: decay 0.9, epsilon 1.0
+        return keras.optimizers.RMSprop(learning_rate=lr, rho=0.9, epsilon=1.0)
+    return {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}[name](learning_rate=lr)
+
+
+def metrics() -> list[keras.metrics.Metric]:
+    """Logged whatever the loss, so runs with different losses compare on the same curves.
+
+    ``accuracy`` is always categorical (top-1, argmax); ``binary_accuracy`` is the element-wise
+    metric old Keras silently substituted for it when the loss was binary cross-entropy.
+    """
+    return [
+        keras.metrics.CategoricalAccuracy(name="accuracy"),
+        keras.metrics.TopKCategoricalAccuracy(k=5, name="top5_accuracy"),
+        keras.metrics.BinaryAccuracy(name="binary_accuracy"),
+        keras.metrics.CategoricalCrossentropy(name="categorical_crossentropy"),
+        keras.metrics.BinaryCrossentropy(name="binary_crossentropy"),
+    ]
+
+
+def compile_model(model: keras.Model, optimizer, loss: keras.losses.Loss,
+                  aux_loss_weight: float, jit_compile: bool = False) -> None:
+    """Compile for training; with auxiliary heads, total = main + w * aux1 + w * aux2.
+
+    Metrics are computed on the main head only: that is the classifier that gets evaluated.
+    """
+    if len(model.outputs) == 1:
+        losses, weights, metric_map = loss, None, metrics()
+    else:
+        losses = {name: loss for name in model.output_names}
+        weights = loss_weights(model.output_names, aux_loss_weight)
+        metric_map = {"predictions": metrics()}
+    # XLA off by default (Keras' "auto" would turn it on): with oneDNN on it was no faster here
+    # and compiled 10 s longer (bench/train_step.py, BENCHMARKS.md).
+    model.compile(optimizer=optimizer, loss=losses, loss_weights=weights, metrics=metric_map,
+                  jit_compile=jit_compile)
+
+
+def loss_weights(output_names: list[str], aux_loss_weight: float) -> dict[str, float]:
+    """Each output's weight in the total loss: 1 for the main head, ``aux_loss_weight`` else."""
+    return {name: 1.0 if name == "predictions" else aux_loss_weight for name in output_names}
+
+
+class MainHeadLogNames(keras.callbacks.Callback):
+    """With auxiliary heads Keras logs "predictions_accuracy"; log it as "accuracy", like every
+    other network, so that curves of all networks share names in ``dvc plots diff``."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key in [k for k in logs if "predictions_" in k]:
+            logs[key.replace("predictions_", "")] = logs.pop(key)
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Adds ``epoch_seconds`` to each epoch's logs, ahead of the DVCLive callback."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["epoch_seconds"] = time.perf_counter() - self.start
