@@ -1,5 +1,5 @@
-"""The README's experiments cookbook, command for command, in a temporary git repo on the tiny
-configuration of tests/test_e2e.py. One repo serves every step, in the README's order: a single
+"""The experiments cookbook (docs/cookbook.md), command for command, in a temporary git repo on
+the tiny configuration of tests/test_e2e.py. One repo serves every step, in its order: a single
 change, a 2x2 grid run by two queue workers at once, comparing and keeping results, own data.
 """
 
