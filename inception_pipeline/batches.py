@@ -23,7 +23,7 @@ class NpyRows:
     Pages of a memory map (np.load's mmap_mode) count in the process's RSS once touched, so a
     training epoch over a memory map grows RSS by the whole array. Reads copy each batch out
     of the page cache and leave nothing mapped: RSS stays flat however large the file, also
-    beyond RAM (BENCHMARKS.md, "Training input").
+    beyond RAM (BENCHMARKS.md, "Training and evaluation input").
     """
 
     def __init__(self, path: str | os.PathLike):

@@ -75,7 +75,7 @@ def read_tf_config(text: str | None = None) -> Task:
     text = os.environ.get("TF_CONFIG") if text is None else text
     if not text:
         raise PipelineError("train.strategy=multi_worker: set TF_CONFIG, e.g. "
-                            f"TF_CONFIG='{TF_CONFIG_EXAMPLE}' (README: Several machines)")
+                            f"TF_CONFIG='{TF_CONFIG_EXAMPLE}' (docs/scaling.md: Several machines)")
     try:
         config = json.loads(text)
         cluster, task = config["cluster"], config["task"]

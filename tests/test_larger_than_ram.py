@@ -133,7 +133,7 @@ def project(tmp_path):
 
 def write_crops(root: Path, rows: int) -> None:
     """data/crops as the crop stage leaves it: the crops' pixels in shards, and their manifest
-    (stages/crop.py's columns). Each crop is already SIZE x SIZE, so resize keeps its bytes."""
+    (crop_store.MANIFEST_FIELDS). Each crop is already SIZE x SIZE, so resize keeps its bytes."""
     crops = root / "data" / "crops"
     crops.mkdir(parents=True)
     manifest = []
