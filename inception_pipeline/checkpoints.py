@@ -98,3 +98,50 @@ class EpochCheckpoint(keras.callbacks.Callback):
 def seed_generator_states(model: keras.Model) -> list:
     """The augmentation and dropout layers' random states, which save_weights leaves out."""
     return [v for v in model.variables if v.path.endswith("seed_generator_state")]
+
+
+class EarlyStop(keras.callbacks.Callback):
+    """Early stopping on validation top-1 (``train.patience``) that survives a resume.
+
+    Stops once ``patience`` epochs have passed without a better ``val_accuracy`` than the best
+    so far, and ends training with the best epoch's weights. Its state (every epoch's score,
+    the best epoch's weights) lives beside the epoch checkpoints, so a killed run resumes with
+    it; what a later epoch wrote before the kill is dropped with that epoch.
+    """
+
+    def __init__(self, directory: Path, patience: int):
+        super().__init__()
+        self.directory, self.patience = directory, patience
+        self.scores: list[float] = []
+
+    @property
+    def best_epoch(self) -> int:
+        """The 1-based epoch of the best score so far (the first, on ties)."""
+        return max(range(len(self.scores)), key=lambda i: (self.scores[i], -i)) + 1
+
+    def _weights(self, epoch: int) -> Path:
+        return self.directory / f"best-{epoch:04d}.weights.h5"
+
+    def restore(self, epochs_done: int) -> None:
+        """Take up the state of the first ``epochs_done`` epochs (what the checkpoint holds)."""
+        state = self.directory / "early_stop.json"
+        self.scores = read_json(state)["scores"][:epochs_done] if state.exists() else []
+        for path in self.directory.glob("best-*.weights.h5"):
+            if int(path.name[5:9]) > epochs_done:
+                path.unlink()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.scores.append(float(logs["val_accuracy"]))
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if self.best_epoch == epoch + 1:
+            self.model.save_weights(self._weights(epoch + 1))
+            for path in self.directory.glob("best-*.weights.h5"):
+                if path != self._weights(epoch + 1):
+                    path.unlink()
+        write_json(self.directory / "early_stop.json", {"scores": self.scores})
+        if len(self.scores) - self.best_epoch >= self.patience:
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.scores and self.best_epoch != len(self.scores):
+            self.model.load_weights(self._weights(self.best_epoch))

@@ -66,9 +66,11 @@ SCHEMA: dict[str, Key] = {
     "train.optimizer": Key(str, choices=("adam", "rmsprop", "sgd")),
     "train.lr": Key(NUMBER, min=1e-7, max=1.0),
     "train.lr_schedule": Key(str, choices=("constant", "cosine", "exponential")),
+    "train.warmup_epochs": Key(NUMBER, min=0.0),
     "train.label_smoothing": Key(NUMBER, min=0.0, max=0.5),
     "train.batch_size": Key(int, min=1, max=4096),
     "train.epochs": Key(int, min=1),
+    "train.patience": Key(int, min=0),
     "train.augment": Key(bool),
     "train.seed": Key(int, min=0),
     "train.precision": Key(str, choices=("float32", "mixed_bfloat16", "mixed_float16")),
@@ -107,6 +109,12 @@ def problems(params: dict) -> list[str]:
                      f"of at least {network.min_input}x{network.min_input}")
     if flat["split.val"] + flat["split.test"] > 0.5:
         found.append("split.val + split.test: must leave at least half the data for training")
+    if flat["train.warmup_epochs"] >= flat["train.epochs"]:
+        found.append(f"train.warmup_epochs={flat['train.warmup_epochs']}: must be shorter than "
+                     f"train.epochs={flat['train.epochs']}")
+    if flat["train.patience"] and flat["train.strategy"] == "multi_worker":
+        found.append("train.patience: early stopping is not available with "
+                     "train.strategy=multi_worker; set it to 0")
     weights = flat["train.weights"]
     if weights == "imagenet" and not network.imagenet:
         found.append(f"train.weights=imagenet: Keras publishes no ImageNet weights for "

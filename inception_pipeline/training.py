@@ -35,15 +35,56 @@ def make_loss(name: str, label_smoothing: float = 0.0,
     return loss(label_smoothing=label_smoothing, reduction=reduction)
 
 
-def make_optimizer(name: str, lr: float, schedule: str, steps_per_epoch: int, epochs: int):
-    if schedule == "cosine":
-        lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=steps_per_epoch * epochs)
+@keras.saving.register_keras_serializable(package="inception_pipeline")
+class WarmUp(keras.optimizers.schedules.LearningRateSchedule):
+    """The learning rate rises linearly from lr / steps to lr over the first ``steps`` steps,
+    then follows ``after`` (a schedule or a constant), counted from the end of the warm-up.
+
+    Adam's first updates are about lr in size for every weight whatever its gradient, and
+    batch-norm statistics lag weights that move that fast; a warm-up lets them follow
+    (docs/study.md, "Every network learns").
+    """
+
+    def __init__(self, lr: float, steps: int, after):
+        self.lr, self.steps, self.after = lr, steps, after
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        after = self.after(step - self.steps) if callable(self.after) else self.after
+        rising = self.lr * (step + 1) / self.steps
+        return keras.ops.where(step < self.steps, rising, after)
+
+    def get_config(self):
+        after = (keras.optimizers.schedules.serialize(self.after) if callable(self.after)
+                 else self.after)
+        return {"lr": self.lr, "steps": self.steps, "after": after}
+
+    @classmethod
+    def from_config(cls, config):
+        after = config["after"]
+        if isinstance(after, dict):
+            after = keras.optimizers.schedules.deserialize(after)
+        return cls(config["lr"], config["steps"], after)
+
+
+def make_optimizer(name: str, lr: float, schedule: str, steps_per_epoch: int, epochs: int,
+                   warmup_epochs: float = 0.0):
+    """``name`` at learning rate ``lr`` following ``schedule`` over the run, after a linear
+    warm-up of ``warmup_epochs`` (0: none)."""
+    warmup = round(warmup_epochs * steps_per_epoch)
+    if schedule == "cosine":  # to 0 at the end of the run
+        rate = keras.optimizers.schedules.CosineDecay(
+            lr, decay_steps=max(1, steps_per_epoch * epochs - warmup))
     elif schedule == "exponential":  # the paper: x0.94 every two epochs
-        lr = keras.optimizers.schedules.ExponentialDecay(
+        rate = keras.optimizers.schedules.ExponentialDecay(
             lr, decay_steps=2 * steps_per_epoch, decay_rate=0.94, staircase=True)
+    else:
+        rate = lr
+    if warmup:
+        rate = WarmUp(lr, warmup, rate)
     if name == "rmsprop":  # the paper's settings: decay 0.9, epsilon 1.0
-        return keras.optimizers.RMSprop(learning_rate=lr, rho=0.9, epsilon=1.0)
-    return {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}[name](learning_rate=lr)
+        return keras.optimizers.RMSprop(learning_rate=rate, rho=0.9, epsilon=1.0)
+    return {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}[name](learning_rate=rate)
 
 
 def metrics() -> list[keras.metrics.Metric]:

@@ -20,6 +20,7 @@ from inception_pipeline.layout import (
     PER_CLASS,
     PREDICTIONS,
     REPORTS_DIR,
+    TRAIN_METRICS,
 )
 from inception_pipeline.params import load_params
 from inception_pipeline.reporting import (
@@ -42,6 +43,9 @@ def main() -> None:
     scores = read_json(EVALUATE_METRICS)
     quality = read_json(DATA_METRICS)
     train = params["train"]
+    best = read_json(TRAIN_METRICS).get("best_epoch")
+    early_stop = (f" at most (early stopping, patience {train['patience']}: kept epoch {best})"
+                  if train["patience"] else "")
 
     by_error = sorted(per_class, key=lambda r: (-float(r["error_rate"]), r["class"]))
     write_text(REPORTS_DIR / "per_class.md", "# Test error rate per class, worst first\n\n"
@@ -62,8 +66,9 @@ def main() -> None:
     write_text(REPORTS_DIR / "report.md", f"""# Run report
 
 {train['model']}, weights {train['weights']}, {train['loss']} cross-entropy, {train['optimizer']}
-at lr {train['lr']} ({train['lr_schedule']}), batch {train['batch_size']}, {train['epochs']} epochs,
-augmentation {'on' if train['augment'] else 'off'}, seed {train['seed']}.
+at lr {train['lr']} ({train['lr_schedule']}, warm-up {train['warmup_epochs']} epochs), batch \
+{train['batch_size']}, {train['epochs']} epochs{early_stop}, augmentation \
+{'on' if train['augment'] else 'off'}, seed {train['seed']}.
 
 Figures: [confusion matrix](confusion.png), [misclassified crops](misclassified.png),
 [curves](curves.png), [error rate per class](per_class_error.png); tables:

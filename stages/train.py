@@ -37,7 +37,12 @@ def main() -> None:
     from dvclive.keras import DVCLiveCallback
 
     from inception_pipeline.batches import Batches, NpyRows
-    from inception_pipeline.checkpoints import EpochCheckpoint, run_fingerprint, stage_dependencies
+    from inception_pipeline.checkpoints import (
+        EarlyStop,
+        EpochCheckpoint,
+        run_fingerprint,
+        stage_dependencies,
+    )
     from inception_pipeline.distributed import check_batch_size, distribution_strategy
     from inception_pipeline.training import (
         EpochTimer,
@@ -74,7 +79,7 @@ def main() -> None:
         val_batches = Batches(images, labels, val_idx, len(classes), cfg["batch_size"],
                               output_names=model.output_names)
         optimizer = make_optimizer(cfg["optimizer"], cfg["lr"], cfg["lr_schedule"],
-                                   len(train_batches), cfg["epochs"])
+                                   len(train_batches), cfg["epochs"], cfg["warmup_epochs"])
         compile_model(model, optimizer, make_loss(cfg["loss"], cfg["label_smoothing"]),
                       AUX_LOSS_WEIGHT)
     print(f"train: {cfg['model']} ({model.count_params():,} parameters) on {len(train_idx)} "
@@ -91,6 +96,11 @@ def main() -> None:
         epochs_done = checkpoint.restore(model)
     if epochs_done:
         print(f"train: resuming after epoch {epochs_done} from {CHECKPOINT_DIR}/")
+    callbacks = [EpochTimer(), MainHeadLogNames()]
+    if cfg["patience"]:
+        early_stop = EarlyStop(CHECKPOINT_DIR, cfg["patience"])
+        early_stop.restore(epochs_done)
+        callbacks.append(early_stop)
     train_batches.set_epoch(epochs_done)
     live = Live(str(TRAIN_LIVE_DIR), dvcyaml=False, save_dvc_exp=False, report=None,
                 resume=epochs_done > 0)
@@ -99,8 +109,13 @@ def main() -> None:
     # would draw from the global NumPy state, which a resumed run cannot restore.
     model.fit(train_batches, validation_data=val_batches, epochs=cfg["epochs"], verbose=2,
               initial_epoch=epochs_done, shuffle=False,
-              callbacks=[EpochTimer(), MainHeadLogNames(), DVCLiveCallback(live=live),
-                         checkpoint])  # the checkpoint after DVCLive: it saves the curves
+              # the checkpoint after DVCLive: it saves the curves
+              callbacks=[*callbacks, DVCLiveCallback(live=live), checkpoint])
+    if cfg["patience"]:
+        live.summary["best_epoch"] = early_stop.best_epoch  # 1-based; its weights are kept
+        live.make_summary()
+        print(f"train: kept the weights of epoch {early_stop.best_epoch} (best validation "
+              f"top-1 {max(early_stop.scores):.4f}) of {len(early_stop.scores)}")
     with atomic_path(MODEL) as tmp:
         model.save(tmp)
     checkpoint.discard()
