@@ -6,7 +6,7 @@ REQUIREMENTS ?= requirements.txt
 STAMP := $(VENV)/.installed-$(REQUIREMENTS)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: repro test venv clean-venv chromium
+.PHONY: repro test claims venv clean-venv chromium
 
 # (Re)create the environment when it is missing or its requirements changed. The project itself
 # is installed editable: the library, the stages and the CLIs (inception-predict, ...).
@@ -22,6 +22,11 @@ venv: $(STAMP)
 
 repro: $(STAMP)
 	dvc repro
+
+# The study's and the paper's claims: claims/grid.yaml's runs as DVC experiments (hours on a
+# CPU; only the runs claims/runs/ lacks), then claims/report.md and claims/curves.png.
+claims: $(STAMP)
+	inception-claims run
 
 test: $(STAMP) chromium
 	python -m pytest

@@ -1,0 +1,307 @@
+"""inception-claims: the study's claims and the paper's own, as a grid of DVC experiments over
+seeds, and a report that says what holds.
+
+    inception-claims run [--grid claims/grid.yaml] [--jobs 1]   queue the missing runs, run them
+    inception-claims report [--grid claims/grid.yaml]           rebuild the report from the runs
+
+``run`` queues every (setting, seed) of the grid that claims/runs/ does not hold yet as a DVC
+experiment (``dvc exp run --queue -S ...``), starts the queue and, as each experiment ends,
+copies its small results into claims/runs/SETTING/seed-N/ (test metrics, test predictions,
+per-epoch curves): kept in git, they let the report be rebuilt, and extended with more seeds,
+without rerunning anything. ``report`` writes claims/report.md and claims/curves.png.
+
+Every run of a setting differs from the others only in ``train.seed``; the data and split are
+the same, so runs are compared on the same test crops. The difference between a setting and the
+baseline is the mean over seeds of their paired per-seed differences in test top-1, with a 95%
+interval that adds the spread between seeds (Student's t over the seeds) to the test-set
+sampling (a bootstrap over the test crops). A difference is called one only when that interval
+leaves out zero; with one seed there is no interval and no verdict.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from inception_pipeline.compare import correct_by_crop, paired
+from inception_pipeline.errors import PipelineError, run
+from inception_pipeline.io import atomic_path, read_csv, read_json, write_json, write_text
+from inception_pipeline.layout import CURVES_DIR, EVALUATE_METRICS, PREDICTIONS
+
+GRID = Path("claims/grid.yaml")
+RUNS = Path("claims/runs")
+REPORT = Path("claims/report.md")
+FIGURE = Path("claims/curves.png")
+# What each run keeps: (file in the experiment, name in its folder).
+KEPT = [(EVALUATE_METRICS, "evaluate.json"), (PREDICTIONS, "predictions.csv"),
+        (CURVES_DIR / "eval" / "accuracy.tsv", "val_accuracy.tsv"),
+        (CURVES_DIR / "train" / "accuracy.tsv", "train_accuracy.tsv")]
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
+         9: 2.262, 10: 2.228}  # Student's t, two-sided 95%, by degrees of freedom
+
+
+def read_grid(path: Path) -> dict:
+    """The grid: ``budget`` (params every run sets), ``settings`` (name -> params), ``seeds``
+    (name -> how many), ``baseline`` (a setting's name) and ``pairs`` ([without, with]
+    residual connections)."""
+    try:
+        grid = yaml.safe_load(path.read_text(encoding="utf-8"))
+        settings, seeds, baseline = grid["settings"], grid["seeds"], grid["baseline"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError) as err:
+        raise PipelineError(f"{path}: cannot read the grid ({type(err).__name__}: {err})"
+                            ) from None
+    unknown = ({baseline} | set(seeds) | {n for pair in grid.get("pairs", []) for n in pair}
+               ) - set(settings)
+    if unknown:
+        raise PipelineError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")
+    return grid
+
+
+def run_name(setting: str, seed: int) -> str:
+    return f"claims-{setting}-seed-{seed}"
+
+
+def run_folder(setting: str, seed: int) -> Path:
+    return RUNS / setting / f"seed-{seed}"
+
+
+def overrides(grid: dict, setting: str, seed: int) -> list[str]:
+    """``-S`` arguments of one run: the budget, the setting, the seed."""
+    params = {**grid.get("budget", {}), **grid["settings"][setting], "train.seed": seed}
+    return [f"{key}={json.dumps(value)}" for key, value in params.items()]
+
+
+def missing_runs(grid: dict) -> list[tuple[str, int]]:
+    return [(setting, seed) for setting, count in grid["seeds"].items()
+            for seed in range(count) if not (run_folder(setting, seed) / "evaluate.json").exists()]
+
+
+def dvc(*args: str, timeout: float = 600) -> str:
+    done = subprocess.run([str(Path(sys.executable).parent / "dvc"), *args], text=True,
+                          capture_output=True, timeout=timeout, check=False)
+    if done.returncode:
+        raise PipelineError(f"dvc {' '.join(args)} failed: "
+                            + (done.stderr.strip().splitlines() or ["no message"])[-1])
+    return done.stdout
+
+
+def keep_results(name: str, folder: Path) -> None:
+    """Copy an experiment's small results into ``folder`` (written last: evaluate.json)."""
+    import dvc.api
+
+    texts = {kept: dvc.api.read(str(path), rev=name) for path, kept in KEPT}
+    folder.mkdir(parents=True, exist_ok=True)
+    for kept, text in sorted(texts.items(), key=lambda item: item[0] == "evaluate.json"):
+        with atomic_path(folder / kept) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+
+
+def run_grid(grid: dict, jobs: int, poll: float = 30) -> None:
+    todo = {run_name(s, seed): (s, seed) for s, seed in missing_runs(grid)}
+    if not todo:
+        print("claims: every run of the grid is in claims/runs/")
+        return
+    for name, (setting, seed) in todo.items():
+        subprocess.run([str(Path(sys.executable).parent / "dvc"), "exp", "remove", "-q", name],
+                       capture_output=True, timeout=120, check=False)  # a failed earlier try
+        dvc("exp", "run", "--queue", "-n", name,
+            *[arg for value in overrides(grid, setting, seed) for arg in ("-S", value)])
+    print(f"claims: queued {len(todo)} runs; {jobs} at a time")
+    dvc("queue", "start", "-j", str(jobs))
+    while todo:
+        time.sleep(poll)
+        status = dvc("queue", "status")
+        for line in status.splitlines():
+            fields = line.split()
+            name = next((f for f in fields if f in todo), None)
+            if name is None or not ({"Success", "Failed"} & set(fields)):
+                continue
+            setting, seed = todo.pop(name)
+            if "Failed" in fields:
+                print(f"claims: {name} failed; `dvc queue logs {name}` says why", flush=True)
+            else:
+                keep_results(name, run_folder(setting, seed))
+                print(f"claims: {name} done -> {run_folder(setting, seed)}/", flush=True)
+        if not re.search(r"\b(Queued|Running)\b", status) and todo:
+            raise PipelineError(f"the queue stopped with {len(todo)} runs unfinished: "
+                                + ", ".join(sorted(todo)))
+
+
+# The report: pure functions of the kept results.
+
+def load_runs(grid: dict) -> dict[str, dict[int, dict]]:
+    """setting -> seed -> {"scores", "correct" (crop -> bool), "val"/"train" (top-1 by epoch)}."""
+    runs: dict[str, dict[int, dict]] = {}
+    for setting in grid["settings"]:
+        for folder in sorted((RUNS / setting).glob("seed-*")):
+            if not (folder / "evaluate.json").exists():
+                continue
+            runs.setdefault(setting, {})[int(folder.name.removeprefix("seed-"))] = {
+                "scores": read_json(folder / "evaluate.json"),
+                "correct": correct_by_crop(read_csv(folder / "predictions.csv")),
+                **{split: [float(row["accuracy"]) for row in csv.DictReader(
+                    io.StringIO((folder / f"{split}_accuracy.tsv").read_text()), delimiter="\t")]
+                   for split in ("val", "train")}}
+    return runs
+
+
+def summary(seed_runs: dict[int, dict], metric: str) -> tuple[float, float]:
+    """Mean and standard deviation (n - 1) of ``metric`` over seeds (sd NaN for one seed)."""
+    values = [r["scores"][metric] for r in seed_runs.values()]
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
+
+
+def difference(base: dict[int, dict], other: dict[int, dict], resamples: int = 10_000,
+               seed: int = 0) -> dict:
+    """Paired difference in test top-1 (other - base) over the seeds both have: its mean, the
+    per-seed values and a 95% interval covering the seeds and the test-set sampling."""
+    seeds = sorted(base.keys() & other.keys())
+    pairs = [paired(base[s]["correct"], other[s]["correct"], (f"seed {s}", f"seed {s}"))
+             for s in seeds]
+    per_seed = np.array([b.mean() - a.mean() for a, b in pairs])
+    result = {"seeds": seeds, "per_seed": per_seed.tolist(),
+              "difference": float(per_seed.mean()) if seeds else math.nan,
+              "interval": (math.nan, math.nan), "verdict": f"{len(seeds)} paired seed(s): no verdict"}
+    if len(seeds) < 2:
+        return result
+    # The test crops drawn again, the same draw for every seed: the mean difference's spread.
+    mean_diff = np.mean([b - a for a, b in pairs], axis=0)
+    draws = np.random.default_rng(seed).integers(0, len(mean_diff), (resamples, len(mean_diff)))
+    crop_var = float(mean_diff[draws].mean(axis=1).var())
+    half = T_975[len(seeds) - 1] * math.sqrt(per_seed.var(ddof=1) / len(seeds) + crop_var)
+    low, high = result["difference"] - half, result["difference"] + half
+    result["interval"] = (low, high)
+    result["verdict"] = ("no clear difference" if low <= 0 <= high
+                         else "better" if low > 0 else "worse")
+    return result
+
+
+def curve_band(seed_runs: dict[int, dict], split: str) -> tuple[np.ndarray, np.ndarray,
+                                                                 np.ndarray]:
+    """Epochs, mean and standard deviation over seeds of one split's top-1 per epoch (runs of
+    different lengths, as early stopping gives, are averaged where they overlap)."""
+    curves = [r[split] for r in seed_runs.values()]
+    length = min(map(len, curves))
+    values = np.array([c[:length] for c in curves])
+    return np.arange(1, length + 1), values.mean(axis=0), values.std(axis=0)
+
+
+def plot(grid: dict, runs: dict, path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    pairs = grid.get("pairs", [])
+    fig = Figure(figsize=(6 * (1 + len(pairs)), 4.5))
+    axes = fig.subplots(1, 1 + len(pairs), squeeze=False)[0]
+    panels = [("The study's settings", [s for s in grid["seeds"]
+                                        if s not in {n for p in pairs for n in p}
+                                        or s == grid["baseline"]])]
+    panels += [(f"{a} vs {b} (residual)", list(pair)) for pair in pairs for a, b in [pair]]
+    for ax, (title, settings) in zip(axes, panels, strict=True):
+        for i, setting in enumerate(s for s in settings if s in runs):
+            epochs, mean, sd = curve_band(runs[setting], "val")
+            ax.plot(epochs, mean, marker="o", markersize=3, color=f"C{i}",
+                    label=f"{setting} ({len(runs[setting])} seeds)")
+            ax.fill_between(epochs, mean - sd, mean + sd, color=f"C{i}", alpha=0.2)
+        ax.set(title=title, xlabel="epoch", ylabel="validation top-1 (mean, band: 1 sd)",
+               ylim=(0, 1.02))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+
+
+def fmt(value: float, digits: int = 3) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.{digits}f}"
+
+
+def report_text(grid: dict, runs: dict) -> str:
+    baseline = grid["baseline"]
+    budget = ", ".join(f"`{k}={v}`" for k, v in grid.get("budget", {}).items()) or "none"
+    lines = ["# Claims report", "",
+             f"Built by `inception-claims report` from claims/runs/ (grid: {GRID}). Every run: "
+             f"params.yaml plus {budget}, plus its setting, with `train.seed` 0, 1, ...; "
+             "same data and split, so all runs are scored on the same test crops.", "",
+             "## Test top-1 and macro-F1 over seeds", "",
+             "| setting | params | seeds (planned) | top-1 mean | sd | macro-F1 mean | sd | "
+             "top-1 per seed |", "|---|---|---|---|---|---|---|---|"]
+    for setting, planned in grid["seeds"].items():
+        seed_runs = runs.get(setting, {})
+        params = ", ".join(f"`{k}={v}`" for k, v in grid["settings"][setting].items()) or "-"
+        if not seed_runs:
+            lines.append(f"| {setting} | {params} | 0 ({planned}) | | | | | not run yet |")
+            continue
+        top1, f1 = summary(seed_runs, "top1_accuracy"), summary(seed_runs, "macro_f1")
+        each = ", ".join(f"{r['scores']['top1_accuracy']:.3f}" for _, r in sorted(
+            seed_runs.items()))
+        lines.append(f"| {setting} | {params} | {len(seed_runs)} ({planned}) | {fmt(top1[0])} | "
+                     f"{fmt(top1[1])} | {fmt(f1[0])} | {fmt(f1[1])} | {each} |")
+    short = [s for s, n in grid["seeds"].items() if len(runs.get(s, {})) < n]
+    if short:
+        lines += ["", "Fewer seeds than planned: " + ", ".join(
+            f"{s} ({len(runs.get(s, {}))} of {grid['seeds'][s]})" for s in short) + "."]
+    comparisons = [(baseline, s) for s in grid["seeds"] if s != baseline]
+    comparisons += [tuple(pair) for pair in grid.get("pairs", [])
+                    if tuple(pair) not in comparisons]
+    lines += ["", "## Paired differences in test top-1", "",
+              "Other minus reference, over the seeds both have; the 95% interval adds the "
+              "spread between seeds (t over seeds) to the test-set sampling (bootstrap over "
+              "crops). A difference is called one only when the interval leaves out zero.", "",
+              "| other | reference | seeds | difference | 95% interval | per seed | verdict |",
+              "|---|---|---|---|---|---|---|"]
+    for reference, other in comparisons:
+        if reference not in runs or other not in runs:
+            lines.append(f"| {other} | {reference} | 0 | | | | not run yet |")
+            continue
+        d = difference(runs[reference], runs[other])
+        lines.append(f"| {other} | {reference} | {len(d['seeds'])} | {d['difference']:+.3f} | "
+                     f"[{fmt(d['interval'][0])}, {fmt(d['interval'][1])}] | "
+                     + ", ".join(f"{v:+.3f}" for v in d["per_seed"]) + f" | {d['verdict']} |")
+    lines += ["", "## Validation top-1 per epoch", "",
+              f"![validation top-1 per epoch, mean and band over seeds]({FIGURE.name})", ""]
+    return "\n".join(lines)
+
+
+def write_report(grid: dict) -> None:
+    runs = load_runs(grid)
+    if not runs:
+        raise PipelineError(f"{RUNS}: no finished runs yet (`inception-claims run`)")
+    plot(grid, runs, FIGURE)
+    write_text(REPORT, report_text(grid, runs))
+    write_json(REPORT.with_suffix(".json"), {
+        setting: {str(seed): r["scores"] for seed, r in seed_runs.items()}
+        for setting, seed_runs in runs.items()})
+    print(f"claims: wrote {REPORT} and {FIGURE} from {sum(map(len, runs.values()))} runs")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="inception-claims", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=("run", "report"))
+    parser.add_argument("--grid", type=Path, default=GRID)
+    parser.add_argument("--jobs", type=int, default=1, help="queue workers (1: each run "
+                        "uses every core)")
+    args = parser.parse_args(argv)
+    grid = read_grid(args.grid)
+    if args.command == "run":
+        run_grid(grid, args.jobs)
+    write_report(grid)
+
+
+def cli() -> None:
+    """The ``inception-claims`` console script."""
+    run(main)
+
+
+if __name__ == "__main__":
+    cli()

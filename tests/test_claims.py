@@ -1,0 +1,120 @@
+"""inception-claims: the statistics of the claims report, and the report from kept runs."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from inception_pipeline import claims
+from inception_pipeline.errors import PipelineError
+
+
+def seed_run(correct: np.ndarray, val=(0.1, 0.5), f1: float = 0.5) -> dict:
+    return {"scores": {"top1_accuracy": float(correct.mean()), "macro_f1": f1},
+            "correct": {f"c{i:04d}": bool(c) for i, c in enumerate(correct)},
+            "val": list(val), "train": list(val)}
+
+
+def runs_with(rates: list[float], crops: int = 400, seed: int = 0) -> dict[int, dict]:
+    """One run per rate, each right on that share of the crops (independent draws)."""
+    rng = np.random.default_rng(seed)
+    return {s: seed_run(rng.random(crops) < rate) for s, rate in enumerate(rates)}
+
+
+def test_identical_runs_differ_by_nothing():
+    base = runs_with([0.6, 0.62, 0.58])
+    result = claims.difference(base, base)
+    assert result["difference"] == 0.0 and result["per_seed"] == [0.0, 0.0, 0.0]
+    assert result["verdict"] == "no clear difference"
+
+
+def test_a_consistent_large_gain_is_better_and_a_loss_worse():
+    base, other = runs_with([0.5, 0.52, 0.48]), runs_with([0.9, 0.91, 0.89], seed=1)
+    result = claims.difference(base, other)
+    assert result["verdict"] == "better" and result["interval"][0] > 0.2
+    assert claims.difference(other, base)["verdict"] == "worse"
+
+
+def test_seeds_that_disagree_widen_the_interval_past_zero():
+    """Two seeds better, one much worse: the mean is positive, but with three seeds Student's t
+    leaves zero inside; the test-set bootstrap alone would not."""
+    base = runs_with([0.6, 0.6, 0.6])
+    other = runs_with([0.75, 0.75, 0.35], seed=2)
+    result = claims.difference(base, other)
+    assert result["difference"] > 0
+    low, high = result["interval"]
+    assert low < 0 < high and result["verdict"] == "no clear difference"
+
+
+def test_one_paired_seed_gives_no_interval_and_no_verdict():
+    result = claims.difference(runs_with([0.5]), runs_with([0.9, 0.9], seed=1))
+    assert result["seeds"] == [0] and np.isnan(result["interval"][0])
+    assert result["verdict"] == "1 paired seed(s): no verdict"
+
+
+def test_runs_on_different_test_crops_are_refused():
+    other = runs_with([0.5, 0.5], crops=300)
+    with pytest.raises(PipelineError, match="tested on different crops"):
+        claims.difference(runs_with([0.5, 0.5]), other)
+
+
+def test_curve_band_averages_where_runs_overlap():
+    runs = {0: seed_run(np.ones(4), val=(0.2, 0.4, 0.6)), 1: seed_run(np.ones(4), val=(0.4, 0.6))}
+    epochs, mean, sd = claims.curve_band(runs, "val")
+    assert epochs.tolist() == [1, 2] and mean.tolist() == pytest.approx([0.3, 0.5])
+    assert sd.tolist() == pytest.approx([0.1, 0.1])
+
+
+def write_run(folder, correct, val):
+    folder.mkdir(parents=True)
+    (folder / "evaluate.json").write_text(json.dumps(
+        {"top1_accuracy": float(np.mean(correct)), "macro_f1": 0.5}))
+    with open(folder / "predictions.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["index", "crop", "actual", "predicted", "confidence"])
+        for i, right in enumerate(correct):
+            writer.writerow([i, f"c{i}", "a", "a" if right else "b", 0.9])
+    for split in ("val", "train"):
+        (folder / f"{split}_accuracy.tsv").write_text(
+            "timestamp\tstep\taccuracy\n" + "".join(f"0\t{e}\t{v}\n" for e, v in enumerate(val)))
+
+
+def test_report_from_kept_runs_names_missing_seeds_and_cells(in_tmp):
+    grid = {"budget": {"train.epochs": 2}, "baseline": "default",
+            "settings": {"default": {}, "categorical": {"train.loss": "categorical"},
+                         "inception_v4": {"train.model": "inception_v4"}},
+            "seeds": {"default": 2, "categorical": 2, "inception_v4": 1},
+            "pairs": [["inception_v4", "default"]]}
+    (in_tmp / "claims").mkdir()
+    (in_tmp / "claims/grid.yaml").write_text(yaml.safe_dump(grid))
+    rng = np.random.default_rng(0)
+    for seed in range(2):
+        write_run(in_tmp / f"claims/runs/default/seed-{seed}", rng.random(50) < 0.6, [0.3, 0.6])
+    write_run(in_tmp / "claims/runs/categorical/seed-0", rng.random(50) < 0.7, [0.4, 0.7])
+    claims.main(["report"])
+    report = (in_tmp / "claims/report.md").read_text()
+    assert "| categorical | `train.loss=categorical` | 1 (2) |" in report
+    assert "| inception_v4 | `train.model=inception_v4` | 0 (1) | | | | | not run yet |" in report
+    assert "Fewer seeds than planned: categorical (1 of 2), inception_v4 (0 of 1)." in report
+    assert "| categorical | default | 1 |" in report and "no verdict" in report
+    assert (in_tmp / "claims/curves.png").stat().st_size > 0
+    assert set(json.loads((in_tmp / "claims/report.json").read_text())) == {"default",
+                                                                            "categorical"}
+    assert claims.missing_runs(claims.read_grid(in_tmp / "claims/grid.yaml")) == [
+        ("categorical", 1), ("inception_v4", 0)]
+
+
+def test_a_grid_naming_an_unknown_setting_is_one_line(in_tmp):
+    (in_tmp / "grid.yaml").write_text(yaml.safe_dump(
+        {"baseline": "default", "settings": {"default": {}}, "seeds": {"other": 1}}))
+    with pytest.raises(PipelineError, match=r"grid.yaml: unknown setting\(s\) other$"):
+        claims.read_grid(in_tmp / "grid.yaml")
+
+
+def test_overrides_carry_budget_setting_and_seed():
+    grid = {"budget": {"train.epochs": 8, "train.warmup_epochs": 1},
+            "settings": {"no_augmentation": {"train.augment": False}}}
+    assert claims.overrides(grid, "no_augmentation", 2) == [
+        "train.epochs=8", "train.warmup_epochs=1", "train.augment=false", "train.seed=2"]
