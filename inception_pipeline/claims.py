@@ -172,7 +172,8 @@ def difference(base: dict[int, dict], other: dict[int, dict], resamples: int = 1
     per_seed = np.array([b.mean() - a.mean() for a, b in pairs])
     result = {"seeds": seeds, "per_seed": per_seed.tolist(),
               "difference": float(per_seed.mean()) if seeds else math.nan,
-              "interval": (math.nan, math.nan), "verdict": f"{len(seeds)} paired seed(s): no verdict"}
+              "interval": (math.nan, math.nan),
+              "verdict": f"{len(seeds)} paired seed(s): no verdict"}
     if len(seeds) < 2:
         return result
     # The test crops drawn again, the same draw for every seed: the mean difference's spread.
