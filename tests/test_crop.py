@@ -162,7 +162,7 @@ def test_a_folder_that_cannot_be_listed_is_rejected_not_skipped(tmp_path, monkey
         return scandir(path)
 
     monkeypatch.setattr(os, "scandir", refuse_locked)
-    candidates, rejects = find_files(tmp_path, voc=True)
-    assert candidates == ["cat/a.jpg"]
+    candidates, annotation_files, rejects = find_files(tmp_path, "voc")
+    assert (candidates, annotation_files) == (["cat/a.jpg"], {})
     assert rejects == [{"path": "locked", "reason": "unreadable folder",
                         "detail": "Permission denied"}]
