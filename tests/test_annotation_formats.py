@@ -133,7 +133,8 @@ def run_crop(root, **params):
     manifest = read_csv(root / "data/crops/manifest.csv")
     crops = {row["crop"]: (row["label"], tuple(int(row[k]) for k in BOX_FIELDS))
              for row in manifest}
-    rejects = [(r["path"], r["reason"], r["detail"]) for r in read_csv(root / "metrics/rejects.csv")]
+    rejects = [(r["path"], r["reason"], r["detail"])
+               for r in read_csv(root / "metrics/rejects.csv")]
     return metrics, crops, rejects
 
 
