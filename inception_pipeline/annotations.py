@@ -1,6 +1,6 @@
 """Annotation parsers, to 0-based pixel-edge boxes: Pascal VOC XML, annotations.csv rows, COCO
-JSON, YOLO label files and their class lists (classes.txt, data.yaml). Pure: bytes in, boxes
-out; finding and reading the files is sources.py's."""
+JSON, YOLO label files and their class lists (classes.txt, data.yaml). Pure: finding and
+reading the files is sources.py's."""
 
 from __future__ import annotations
 

@@ -96,8 +96,8 @@ def crop_file(job: Job) -> Outcome:
             outcome.rejects.append(reject(job.source, "no box", "crop.no_box=skip"))
             return outcome
         if not class_folder:
-            outcome.rejects.append(reject(job.source, "no box", f"crop.no_box=whole, but folder "
-                                          f"{folder!r} is no class name to label it with"))
+            outcome.rejects.append(reject(job.source, "no box", "crop.no_box=whole, but no "
+                                          "class folder to label it"))
             return outcome
         annotations = [(None, (0, 0, image.width, image.height))]
 

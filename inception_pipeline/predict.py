@@ -66,8 +66,8 @@ class Annotation:
         try:
             if suffix in ONE_IMAGE:
                 content = path.read_bytes()
-                self.one_image = parse_voc(content) if suffix == ".xml" else parse_yolo(content,
-                                                                                        None)
+                self.one_image = (parse_voc(content) if suffix == ".xml"
+                                  else parse_yolo(content, None))
                 return
             if suffix == ".json":
                 entries = parse_coco(path.read_bytes()).images

@@ -131,10 +131,13 @@ def read_boxes(data_dir: Path, annotations: str, candidates: list[str]
     (csv, coco: from their one file; None with voc and yolo, whose files crop reads image by
     image), the class names by id (coco, yolo; None: every top-level folder is a class), and
     the reject lines of the one file (entries naming no image, images named but missing)."""
-    if annotations in SIDECAR:
-        return None, read_yolo_classes(data_dir) if annotations == "yolo" else None, []
+    if annotations == "voc":
+        return None, None, []
+    if annotations == "yolo":
+        return None, read_yolo_classes(data_dir), []
     if annotations == "csv":
-        (boxes, rejects), classes, source = read_csv_boxes(data_dir), None, CSV_ANNOTATIONS
+        boxes, rejects = read_csv_boxes(data_dir)
+        classes, source = None, CSV_ANNOTATIONS
     else:
         classes, boxes, rejects = read_coco_boxes(data_dir)
         source = COCO_ANNOTATIONS

@@ -181,7 +181,7 @@ def test_coco_dataset_every_file_accounted_for(in_tmp):
         ("images/a.jpg", "bad box", "box 4: zero-area box (5, 5, 5, 15)"),
         ("images/a.jpg", "bad box", "box 5: box (100, 100, 110, 110) lies outside the 60x40 image"),
         ("images/b.jpg", "no box",
-         "crop.no_box=whole, but folder 'images' is no class name to label it with"),
+         "crop.no_box=whole, but no class folder to label it"),
         ("cat/c.jpg", "label mismatch", "box 0 is labelled 'dog' in folder 'cat'"),
         ("images/e.jpg", "unknown class",
          "box 0: annotations[8]: category_id 9 is not in categories")])
@@ -229,7 +229,7 @@ def test_yolo_dataset_every_file_accounted_for(in_tmp):
          "box 5: box (84, 56, 96, 64) lies outside the 60x40 image"),
         ("images/train/a.jpg", "bad box", "box 6: zero-area box (30, 18, 30, 22)"),
         ("images/train/b.jpg", "no box",
-         "crop.no_box=whole, but folder 'images' is no class name to label it with"),
+         "crop.no_box=whole, but no class folder to label it"),
         ("cat/d.jpg", "label mismatch", "box 0 is labelled 'dog' in folder 'cat'"),
         ("images/train/e.jpg", "bad annotation", "labels/train/e.txt: not UTF-8 text (byte 10)")])
 
