@@ -69,9 +69,10 @@ def read_shard_array(directory: Path, shard: str, offset: int, shape: tuple[int,
 
 
 def crop_name(source: str, index: int) -> str:
-    """Name of box ``index`` of ``source``: ``c/sub/x.jpg`` -> ``c/sub__x.jpg-0``."""
-    label, *rest = source.split("/")
-    return f"{label}/{'__'.join(rest)}-{index}"
+    """Name of box ``index`` of ``source``: ``c/sub/x.jpg`` -> ``c/sub__x.jpg-0``; a file at
+    the top of data.dir (coco, yolo) -> ``x.jpg-0``."""
+    folder, _, rest = source.partition("/")
+    return f"{folder}/{rest.replace('/', '__')}-{index}" if rest else f"{source}-{index}"
 
 
 def load_crop(row: dict, directory: Path) -> np.ndarray:

@@ -11,7 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
-from inception_pipeline.annotations import AnnotationError, parse_voc
+from inception_pipeline.annotations import (
+    AnnotationError,
+    Problem,
+    parse_voc,
+    parse_yolo,
+    to_pixels,
+)
 from inception_pipeline.crop_store import crop_name
 from inception_pipeline.errors import PipelineError
 from inception_pipeline.images import crop_region, decode_image
@@ -35,7 +41,10 @@ class Job:
     data_dir: Path
     real_root: str  # os.path.realpath(data_dir), worked out once
     source: str  # path relative to data_dir, with "/" separators
-    boxes: tuple | None  # from the CSV; None means read the VOC XML beside the image
+    annotations: str  # data.annotations
+    annotation_file: str | None  # voc, yolo: this image's annotation file, if it has one
+    boxes: tuple | None  # csv, coco: this image's entries, read from the one annotation file
+    classes: dict | None  # coco, yolo: class names by id; None: every top folder is a class
     margin: float
     no_box: str
     max_pixels: int
@@ -43,9 +52,14 @@ class Job:
 
 
 def crop_file(job: Job) -> Outcome:
-    """Decode one image, read its boxes, and cut out the pixels of every usable box."""
+    """Decode one image, read its boxes, and cut out the pixels of every usable box.
+
+    The label is the image's top-level folder when that is a class folder (voc, csv: always;
+    coco, yolo: when its name is a class name), else the annotation's class.
+    """
     outcome = Outcome()
-    folder = nfc(job.source.split("/")[0])
+    folder = nfc(job.source.split("/")[0]) if "/" in job.source else ""
+    class_folder = job.classes is None or folder in {nfc(n) for n in job.classes.values()}
     try:
         data = (job.data_dir / job.source).read_bytes()
         image = decode_image(data, job.max_pixels)
@@ -59,34 +73,51 @@ def crop_file(job: Job) -> Outcome:
 
     if job.boxes is not None:
         annotations = list(job.boxes)
+    elif job.annotation_file is None:
+        annotations = []
     else:
-        xml_path = (job.data_dir / job.source).with_suffix(".xml")
-        if outside(xml_path, job.real_root):
+        path = job.data_dir / job.annotation_file
+        if outside(path, job.real_root):
             outcome.rejects.append(reject(job.source, "outside data root",
-                                          f"its annotation links to {xml_path.resolve()}"))
+                                          f"its annotation links to {path.resolve()}"))
             return outcome
         try:
-            annotations = parse_voc(xml_path.read_bytes()) if xml_path.exists() else []
-        except AnnotationError as err:
-            outcome.rejects.append(reject(job.source, "bad annotation", str(err)))
+            content = path.read_bytes()
+            annotations = (parse_voc(content) if job.annotations == "voc"
+                           else parse_yolo(content, job.classes))
+        except (OSError, AnnotationError) as err:
+            why = getattr(err, "strerror", None) or err
+            outcome.rejects.append(reject(job.source, "bad annotation",
+                                          f"{job.annotation_file}: {why}"))
             return outcome
 
     if not annotations:
         if job.no_box == "skip":
             outcome.rejects.append(reject(job.source, "no box", "crop.no_box=skip"))
             return outcome
+        if not class_folder:
+            outcome.rejects.append(reject(job.source, "no box", "crop.no_box=whole, but no "
+                                          "class folder to label it"))
+            return outcome
         annotations = [(None, (0, 0, image.width, image.height))]
 
     digest = hashlib.sha256(data).hexdigest()
-    for index, (label, box) in enumerate(annotations):
-        if label is not None and nfc(label) != folder:
-            if job.label_mismatch == "reject":
-                detail = f"box {index} is labelled {label!r} in folder {folder!r}"
-                outcome.rejects.append(reject(job.source, "label mismatch", detail))
-                continue
-            outcome.relabelled += 1
+    for index, entry in enumerate(annotations):
+        if isinstance(entry, Problem):
+            outcome.rejects.append(reject(job.source, entry.reason, f"box {index}: {entry.detail}"))
+            continue
+        label, box = entry
+        if class_folder:
+            if label is not None and nfc(label) != folder:
+                if job.label_mismatch == "reject":
+                    detail = f"box {index} is labelled {label!r} in folder {folder!r}"
+                    outcome.rejects.append(reject(job.source, "label mismatch", detail))
+                    continue
+                outcome.relabelled += 1
+            label = folder
         try:
-            box, was_clipped = crop_region(box, job.margin, image.width, image.height)
+            box, was_clipped = crop_region(to_pixels(box, image.width, image.height),
+                                           job.margin, image.width, image.height)
         except AnnotationError as err:
             outcome.rejects.append(reject(job.source, "bad box", f"box {index}: {err}"))
             continue
@@ -96,7 +127,7 @@ def crop_file(job: Job) -> Outcome:
         outcome.pixels.append(np.asarray(image.crop(box)))
         outcome.crops.append({"crop": crop_name(job.source, index), "source": job.source,
                               "xmin": xmin, "ymin": ymin, "xmax": xmax, "ymax": ymax,
-                              "label": folder, "source_sha256": digest})
+                              "label": nfc(label), "source_sha256": digest})
     return outcome
 
 

@@ -10,8 +10,11 @@ DVC_YAML = Path("dvc.yaml")
 
 # sample: the embedded demo dataset (params.yaml's default data.dir)
 SAMPLE_DIR = Path("data/sample")
-# inside data.dir with data.annotations=csv
+# inside data.dir, by data.annotations: csv, coco, yolo (its class names: one of the two)
 CSV_ANNOTATIONS = "annotations.csv"
+COCO_ANNOTATIONS = "annotations.json"
+YOLO_CLASSES = "classes.txt"
+YOLO_DATA = "data.yaml"
 
 # crop: raw-pixel shards + their manifest, and the data-quality records
 CROPS_DIR = Path("data/crops")

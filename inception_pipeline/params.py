@@ -44,7 +44,7 @@ SCHEMA: dict[str, Key] = {
     "sample.classes": Key(int, min=2, max=51),
     "sample.images_per_class": Key(int, min=1),
     "data.dir": Key(str),
-    "data.annotations": Key(str, choices=("voc", "csv")),
+    "data.annotations": Key(str, choices=("voc", "csv", "coco", "yolo")),
     "data.workers": Key(int, min=0),
     "crop.margin": Key(NUMBER, min=0.0, max=1.0),
     "crop.no_box": Key(str, choices=("whole", "skip")),

@@ -1,6 +1,6 @@
 """inception-predict: the trained model's top-k classes for new images, prepared as in training.
 
-    inception-predict IMAGE [IMAGE ...] [--box x0,y0,x1,y1] [--annotation FILE.xml|.csv]
+    inception-predict IMAGE [IMAGE ...] [--box x0,y0,x1,y1] [--annotation FILE]
                       [--top-k 5] [--json] [--model data/model/model.keras]
 
 (or ``python -m inception_pipeline.predict``). Each box goes through the functions the crop and
@@ -8,8 +8,9 @@ resize stages use, with params.yaml's settings: decode_image (EXIF orientation a
 crop_region (clipped, widened by crop.margin) and resize_image (resize.size, resize.mode),
 so the model sees the uint8 RGB array that images.npy would hold for it. Boxes are 0-based
 pixel edges with x1, y1 exclusive (as in annotations.csv); --box may be repeated. --annotation
-takes a VOC XML (one image) or a CSV laid out like annotations.csv, its paths relative to the
-CSV's folder. An image without a box is used whole, as crop.no_box=whole does.
+takes a VOC XML or a YOLO .txt (one image; YOLO's class names are not needed), or a CSV laid
+out like annotations.csv or a COCO JSON, their paths relative to the file's folder. An image
+without a box is used whole, as crop.no_box=whole does.
 """
 
 from __future__ import annotations
@@ -21,13 +22,28 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from inception_pipeline.annotations import AnnotationError, Box, parse_csv_row, parse_voc
+from inception_pipeline.annotations import (
+    AnnotationError,
+    Box,
+    Entry,
+    Normalised,
+    Problem,
+    parse_coco,
+    parse_csv_row,
+    parse_voc,
+    parse_yolo,
+    to_pixels,
+)
 from inception_pipeline.errors import PipelineError, run
 from inception_pipeline.images import crop_region, decode_image, resize_image
 from inception_pipeline.io import read_csv, read_json
 from inception_pipeline.layout import CLASSES, MODEL
 from inception_pipeline.params import load_params
 from inception_pipeline.runtime import configure_tensorflow
+
+
+# The annotation files that describe one image: every box of theirs is the image's.
+ONE_IMAGE = {".xml": "a VOC XML", ".txt": "a YOLO .txt"}
 
 
 def parse_box(text: str) -> Box:
@@ -41,41 +57,58 @@ def parse_box(text: str) -> Box:
 
 
 class Annotation:
-    """The boxes of a VOC XML (one image) or of an annotations.csv-style CSV, read once."""
+    """The boxes of a VOC XML or YOLO .txt (one image), or of an annotations.csv-style CSV or a
+    COCO JSON (images named by path relative to the file's folder), read once."""
 
     def __init__(self, path: Path):
         self.path = path
+        suffix = path.suffix.lower()
         try:
-            if path.suffix.lower() == ".xml":
-                self.voc_boxes = [box for _, box in parse_voc(path.read_bytes())]
+            if suffix in ONE_IMAGE:
+                content = path.read_bytes()
+                self.one_image = (parse_voc(content) if suffix == ".xml"
+                                  else parse_yolo(content, None))
                 return
-            rows = read_csv(path)
+            if suffix == ".json":
+                entries = parse_coco(path.read_bytes()).images
+            else:
+                entries = {}
+                for row in read_csv(path):
+                    image = Path((row.get("path") or "").replace("\\", "/")).as_posix()
+                    entries.setdefault(image, []).append(csv_entry(row))
         except (OSError, UnicodeDecodeError) as err:
             raise PipelineError(f"{path}: cannot read ({getattr(err, 'strerror', None) or err})"
                                 ) from None
         except AnnotationError as err:
             raise PipelineError(f"{path}: {err}") from None
-        self.voc_boxes = None
+        self.one_image = None
         self.root = path.resolve().parent
-        self.rows_by_image: dict[str, list[dict]] = {}
-        for row in rows:
-            image = Path((row.get("path") or "").replace("\\", "/")).as_posix()
-            self.rows_by_image.setdefault(image, []).append(row)
+        self.by_image = entries
 
-    def boxes(self, image: Path) -> list[Box]:
-        """Every box of the VOC XML, or the CSV rows whose path (relative to the CSV's folder)
-        is ``image``."""
-        if self.voc_boxes is not None:
-            return self.voc_boxes
-        try:
-            key = image.resolve().relative_to(self.root).as_posix()
-        except ValueError:
-            raise PipelineError(f"{image}: not under {self.root}, the folder of {self.path}"
-                                ) from None
-        try:
-            return [parse_csv_row(row)[1] for row in self.rows_by_image.get(key, [])]
-        except AnnotationError as err:
-            raise PipelineError(f"{self.path}, row of {key}: {err}") from None
+    def boxes(self, image: Path) -> list[Box | Normalised]:
+        """Every box of the XML or .txt, or those of ``image`` (its path relative to the CSV's or
+        JSON's folder) in the CSV or JSON; a bad one stops, naming it."""
+        if self.one_image is not None:
+            where, entries = str(self.path), self.one_image
+        else:
+            try:
+                key = image.resolve().relative_to(self.root).as_posix()
+            except ValueError:
+                raise PipelineError(f"{image}: not under {self.root}, the folder of {self.path}"
+                                    ) from None
+            where, entries = f"{self.path}, {key}", self.by_image.get(key, [])
+        for index, entry in enumerate(entries):
+            if isinstance(entry, Problem):
+                raise PipelineError(f"{where}: box {index}: {entry.reason}: {entry.detail}")
+        return [box for _, box in entries]
+
+
+def csv_entry(row: dict) -> Entry:
+    """One annotations.csv row, its error kept for when its image is asked for."""
+    try:
+        return parse_csv_row(row)
+    except AnnotationError as err:
+        return Problem("bad box", str(err))
 
 
 def load_image(path: Path, max_pixels: int) -> Image.Image:
@@ -112,7 +145,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--box", action="append", default=[], metavar="x0,y0,x1,y1",
                         help="a box to classify, for every image given (repeatable)")
     parser.add_argument("--annotation", type=Path, metavar="FILE",
-                        help="boxes from a VOC XML (one image) or an annotations.csv-style CSV")
+                        help="boxes from a VOC XML or YOLO .txt (one image), an "
+                             "annotations.csv-style CSV or a COCO JSON")
     parser.add_argument("--top-k", type=int, default=5, help="classes listed per box (5)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     parser.add_argument("--model", type=Path, default=MODEL, help=f"({MODEL})")
@@ -131,8 +165,8 @@ def prepare(args: argparse.Namespace, params: dict) -> tuple[list[tuple[Path, Bo
         boxes = annotation.boxes(path) if annotation else given_boxes
         for box in boxes or [(0, 0, image.width, image.height)]:
             try:
-                array, region = model_input(image, box, crop["margin"], resize["size"],
-                                            resize["mode"])
+                array, region = model_input(image, to_pixels(box, image.width, image.height),
+                                            crop["margin"], resize["size"], resize["mode"])
             except AnnotationError as err:
                 raise PipelineError(f"{path}: {err}") from None
             items.append((path, region))
@@ -166,8 +200,9 @@ def main(argv: list[str] | None = None) -> None:
         raise PipelineError(f"--top-k {args.top_k}: must be at least 1")
     if args.box and args.annotation:
         raise PipelineError("give --box or --annotation, not both")
-    if args.annotation and args.annotation.suffix.lower() == ".xml" and len(args.images) > 1:
-        raise PipelineError(f"--annotation {args.annotation}: a VOC XML describes one image, "
+    kind = ONE_IMAGE.get(args.annotation.suffix.lower()) if args.annotation else None
+    if kind and len(args.images) > 1:
+        raise PipelineError(f"--annotation {args.annotation}: {kind} describes one image, "
                             f"{len(args.images)} given")
     items, inputs = prepare(args, load_params())
     probs, classes = classify(args.model, inputs)

@@ -1,11 +1,14 @@
 """crop: every bounding box of every image under ``data.dir`` becomes one crop.
 
-Layout: one folder per class (the folder name is the label). Boxes come from a Pascal VOC XML
-beside each image (``data.annotations: voc``) or from ``<data.dir>/annotations.csv`` with the
-columns path, xmin, ymin, xmax, ymax[, label] (``csv``; paths relative to ``data.dir``, pixel
-edges counted from 0). Images are decoded with their EXIF orientation applied, so boxes refer to
-the picture a viewer shows. Every file found ends up accepted (it gave at least one crop) or in
-the rejects list with its reason. The crops go into raw-pixel shards (``crop_store``).
+Boxes come from ``data.annotations``: ``voc``, a Pascal VOC XML beside each image; ``csv``,
+``<data.dir>/annotations.csv`` (path, xmin, ymin, xmax, ymax[, label]); ``coco``,
+``<data.dir>/annotations.json``; ``yolo``, a label .txt per image with the class names in
+``<data.dir>/classes.txt`` or ``data.yaml`` (inception_pipeline/sources.py). With voc and csv
+every image lies in a class folder, whose name is the label; with coco and yolo the label is
+the annotation's class, unless the image lies in a folder named after a class. Images are
+decoded with their EXIF orientation applied, so boxes refer to the picture a viewer shows.
+Every file found ends up accepted (it gave at least one crop) or in the rejects list with its
+reason. The crops go into raw-pixel shards (``crop_store``).
 """
 
 from __future__ import annotations
@@ -23,38 +26,28 @@ from inception_pipeline.cropping import (
 )
 from inception_pipeline.errors import PipelineError, run
 from inception_pipeline.io import atomic_dir, parallel_map, worker_count, write_csv, write_json
-from inception_pipeline.layout import (
-    CROPS_DIR,
-    CSV_ANNOTATIONS,
-    DATA_METRICS,
-    DUPLICATES,
-    MANIFEST,
-    REJECTS,
-)
+from inception_pipeline.layout import CROPS_DIR, DATA_METRICS, DUPLICATES, MANIFEST, REJECTS
 from inception_pipeline.params import load_params
-from inception_pipeline.sources import check_data_dir, find_files, read_csv_boxes, reject
+from inception_pipeline.sources import FOLDER_LABELS, check_data_dir, find_files, read_boxes
 
 
 def main() -> None:
     params = load_params()
     data, cfg = params["data"], params["crop"]
-    data_dir = Path(data["dir"])
-    check_data_dir(data_dir)
-    candidates, rejects = find_files(data_dir, voc=data["annotations"] == "voc")
+    data_dir, annotations = Path(data["dir"]), data["annotations"]
+    check_data_dir(data_dir, annotations)
+    candidates, annotation_files, rejects = find_files(data_dir, annotations)
     misplaced = len(rejects)
-    csv_boxes = None
-    if data["annotations"] == "csv":
-        csv_boxes, csv_rejects = read_csv_boxes(data_dir)
-        rejects += csv_rejects
-        rejects += [reject(path, "missing image", f"named in {CSV_ANNOTATIONS}")
-                    for path in sorted(set(csv_boxes) - set(candidates))]
+    boxes, classes, box_rejects = read_boxes(data_dir, annotations, candidates)
+    rejects += box_rejects
     if not candidates:
-        raise PipelineError(f"data.dir={str(data_dir)!r}: no files in its class folders")
+        where = "its class folders" if annotations in FOLDER_LABELS else "it"
+        raise PipelineError(f"data.dir={str(data_dir)!r}: no files in {where}")
 
     with atomic_dir(CROPS_DIR) as tmp:
         real_root = os.path.realpath(data_dir)
-        jobs = [Job(data_dir, real_root, rel,
-                    None if csv_boxes is None else tuple(csv_boxes.get(rel, ())),
+        jobs = [Job(data_dir, real_root, rel, annotations, annotation_files.get(rel),
+                    None if boxes is None else tuple(boxes.get(rel, ())), classes,
                     cfg["margin"], cfg["no_box"], cfg["max_pixels"], cfg["label_mismatch"])
                 for rel in candidates]
         outcomes = []

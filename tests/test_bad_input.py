@@ -364,7 +364,8 @@ def test_huge_image_is_cropped_from_one_decoded_copy(tmp_path):
         "from pathlib import Path\n"
         "from inception_pipeline.cropping import Job, crop_file\n"
         "outcome = crop_file(Job(data_dir=Path(root), real_root=root, source='cat/huge.jpg', "
-        "boxes=((None, (6000, 4000, 6300, 4300)),), margin=0.0, "
+        "annotations='csv', annotation_file=None, boxes=((None, (6000, 4000, 6300, 4300)),), "
+        "classes=None, margin=0.0, "
         "no_box='whole', max_pixels=200_000_000, label_mismatch='reject'))\n"
         "assert len(outcome.crops) == 1, outcome.rejects\n"
         "import numpy as np; np.save(Path(root) / 'crop.npy', outcome.pixels[0])",

@@ -61,6 +61,7 @@ def test_expand_box_stays_inside_the_image():
 def test_crop_name_flattens_subfolders():
     assert crop_name("cat/2024/x.jpg", 1) == "cat/2024__x.jpg-1"
     assert crop_name("고양이 사진/x y.png", 0) == "고양이 사진/x y.png-0"
+    assert crop_name("x.jpg", 2) == "x.jpg-2"  # coco and yolo take images at the top too
 
 
 def write_image(path, size=(60, 40), colour=(200, 30, 30)):
@@ -162,7 +163,7 @@ def test_a_folder_that_cannot_be_listed_is_rejected_not_skipped(tmp_path, monkey
         return scandir(path)
 
     monkeypatch.setattr(os, "scandir", refuse_locked)
-    candidates, rejects = find_files(tmp_path, voc=True)
-    assert candidates == ["cat/a.jpg"]
+    candidates, annotation_files, rejects = find_files(tmp_path, "voc")
+    assert (candidates, annotation_files) == (["cat/a.jpg"], {})
     assert rejects == [{"path": "locked", "reason": "unreadable folder",
                         "detail": "Permission denied"}]

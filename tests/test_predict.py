@@ -13,7 +13,7 @@ import yaml
 from PIL import Image
 
 from inception_pipeline import predict
-from inception_pipeline.annotations import Box, parse_voc
+from inception_pipeline.annotations import Box, parse_voc, to_pixels
 from inception_pipeline.errors import run
 from inception_pipeline.io import read_csv
 from inception_pipeline.layout import CROPS_DIR, IMAGES, ITEMS, MANIFEST, MODEL, PREDICTIONS
@@ -43,11 +43,38 @@ def write_csv_annotations(data_dir: Path) -> Path:
     return path
 
 
+def voc_boxes(image: Path) -> list[Box]:
+    return predict.Annotation(image.with_suffix(".xml")).boxes(image)
+
+
+def write_coco_annotations(data_dir: Path) -> Path:
+    """annotations.json with every box of the VOC XMLs, as COCO's [x, y, width, height]."""
+    images = sorted(data_dir.rglob("*.jpg"))
+    document = {
+        "images": [{"id": i, "file_name": image.relative_to(data_dir).as_posix()}
+                   for i, image in enumerate(images)],
+        "annotations": [{"image_id": i, "category_id": 0, "bbox": [x0, y0, x1 - x0, y1 - y0]}
+                        for i, image in enumerate(images)
+                        for x0, y0, x1, y1 in voc_boxes(image)],
+        "categories": [{"id": 0, "name": "any"}]}
+    path = data_dir / "annotations.json"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    return path
+
+
+def write_yolo_labels(image: Path) -> Path:
+    """A YOLO .txt beside ``image`` with its VOC boxes, normalised by the picture as shown."""
+    width, height = predict.load_image(image, 10**9).size
+    path = image.with_suffix(".txt")
+    path.write_text("".join(f"0 {(x0 + x1) / 2 / width} {(y0 + y1) / 2 / height} "
+                            f"{(x1 - x0) / width} {(y1 - y0) / height}\n"
+                            for x0, y0, x1, y1 in voc_boxes(image)))
+    return path
+
+
 def voc_box(item: dict) -> Box:
     """The VOC box (before the margin) that ``item``, a manifest or items.csv row, came from."""
-    source = SAMPLE / item["source"]
-    index = int(item["crop"].rsplit("-", 1)[1])
-    return predict.Annotation(source.with_suffix(".xml")).boxes(source)[index]
+    return voc_boxes(SAMPLE / item["source"])[int(item["crop"].rsplit("-", 1)[1])]
 
 
 @pytest.fixture(scope="module")
@@ -104,20 +131,46 @@ def test_model_inputs_are_the_packed_arrays_byte_for_byte(evaluated):
         assert array.dtype == np.uint8 and np.array_equal(array, images[int(item["index"])])
 
 
-def test_predict_gives_the_predictions_evaluate_recorded(evaluated, capsys):
-    recorded = read_csv(PREDICTIONS)
+def recorded_predictions() -> dict[tuple[Path, Box], tuple[str, float]]:
+    """(source image, region cropped) -> (class, confidence) that evaluate recorded for every
+    test crop."""
     manifest = {row["crop"]: row for row in read_csv(CROPS_DIR / MANIFEST)}
-    sources = sorted({manifest[row["crop"]]["source"] for row in recorded})
-    predict.main(["--json", "--annotation", str(SAMPLE / "annotations.csv"),
-                  *(str(SAMPLE / source) for source in sources)])
-    results = json.loads(capsys.readouterr().out)
-    top1 = {(Path(r["image"]), tuple(r["box"])): r["top"][0] for r in results}
-    assert len({top["class"] for top in top1.values()}) > 1
-    for row in recorded:
-        crop_row = manifest[row["crop"]]
-        top = top1[SAMPLE / crop_row["source"], tuple(int(crop_row[k]) for k in BOX_FIELDS)]
-        assert (top["class"], round(top["probability"], 4)) == (row["predicted"],
-                                                                 float(row["confidence"]))
+    return {(SAMPLE / manifest[row["crop"]]["source"],
+             tuple(int(manifest[row["crop"]][k]) for k in BOX_FIELDS)):
+            (row["predicted"], float(row["confidence"])) for row in read_csv(PREDICTIONS)}
+
+
+def predicted(argv: list[str], capsys) -> dict[tuple[Path, Box], tuple[str, float]]:
+    """The same from inception-predict --json."""
+    predict.main(["--json", *argv])
+    return {(Path(r["image"]), tuple(r["box"])):
+            (r["top"][0]["class"], round(r["top"][0]["probability"], 4))
+            for r in json.loads(capsys.readouterr().out)}
+
+
+@pytest.mark.parametrize("write_annotations", [write_csv_annotations, write_coco_annotations],
+                         ids=["csv", "coco"])
+def test_predict_gives_the_predictions_evaluate_recorded(evaluated, capsys, write_annotations):
+    recorded = recorded_predictions()
+    sources = sorted({image for image, _ in recorded})
+    got = predicted(["--annotation", str(write_annotations(SAMPLE)), *map(str, sources)], capsys)
+    assert len({top for top, _ in got.values()}) > 1
+    assert got == recorded
+
+
+def test_yolo_boxes_are_fractions_of_the_picture_as_shown(evaluated):
+    """Every sample image, the one stored rotated behind its EXIF orientation too."""
+    for image in sorted(SAMPLE.glob("*/*.jpg")):
+        shown = predict.load_image(image, 10**9)
+        boxes = predict.Annotation(write_yolo_labels(image)).boxes(image)
+        assert [to_pixels(box, shown.width, shown.height) for box in boxes] == voc_boxes(image)
+
+
+def test_predict_with_a_yolo_label_file(evaluated, capsys):
+    recorded = recorded_predictions()
+    image = min(image for image, _ in recorded)
+    got = predicted([str(image), "--annotation", str(write_yolo_labels(image))], capsys)
+    assert got == {key: top for key, top in recorded.items() if key[0] == image}
 
 
 def test_box_option_and_text_output(evaluated, capsys):
@@ -163,3 +216,27 @@ def test_command_line_reports_a_bad_file_in_one_line(picture):
                           check=False, cwd=picture, capture_output=True, text=True, timeout=300)
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr == "error: notes.txt: unreadable image (UnidentifiedImageError)\n"
+
+
+@pytest.mark.parametrize("name, content, images, message", [
+    ("boxes.json", b"{", ["picture.png"], "boxes.json: malformed JSON (Expecting property name "
+                                          "enclosed in double quotes: line 1 column 2 (char 1))"),
+    ("boxes.json", json.dumps({"images": [{"id": 1, "file_name": "picture.png"}],
+                               "annotations": [{"image_id": 1, "category_id": 5,
+                                                "bbox": [0, 0, 5, 5]}],
+                               "categories": []}).encode(), ["picture.png"],
+     "boxes.json, picture.png: box 0: unknown class: annotations[0]: category_id 5 is not in "
+     "categories"),
+    ("picture.txt", b"0 0.5 0.5 0.2\n", ["picture.png"],
+     "picture.txt: box 0: bad box: line 1: 4 fields, expected 5 (class cx cy w h)"),
+    ("picture.txt", b"0 0.5 0.5 0.2 0.2\n", ["picture.png", "picture.png"],
+     "--annotation picture.txt: a YOLO .txt describes one image, 2 given"),
+    ("picture.txt", b"3 1.5 1.5 0.2 0.2\n", ["picture.png"],
+     "picture.png: box (140, 112, 160, 128) lies outside the 100x80 image"),
+])
+def test_bad_annotation_is_one_line(picture, capsys, name, content, images, message):
+    (picture / name).write_bytes(content)
+    with pytest.raises(SystemExit) as exit_:
+        run(partial(predict.main, [*images, "--annotation", name]))
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == f"error: {message}\n"
