@@ -41,7 +41,6 @@ from inception_pipeline.layout import CLASSES, MODEL
 from inception_pipeline.params import load_params
 from inception_pipeline.runtime import configure_tensorflow
 
-
 # The annotation files that describe one image: every box of theirs is the image's.
 ONE_IMAGE = {".xml": "a VOC XML", ".txt": "a YOLO .txt"}
 

@@ -25,7 +25,7 @@ from inception_pipeline.annotations import (
 )
 from inception_pipeline.errors import PipelineError
 from inception_pipeline.io import read_csv
-from inception_pipeline.layout import CSV_ANNOTATIONS, COCO_ANNOTATIONS, YOLO_CLASSES, YOLO_DATA
+from inception_pipeline.layout import COCO_ANNOTATIONS, CSV_ANNOTATIONS, YOLO_CLASSES, YOLO_DATA
 
 # The files at the top of data.dir that each format reads; another format's are unused.
 ROOT_INPUTS = {"voc": set(), "csv": {CSV_ANNOTATIONS}, "coco": {COCO_ANNOTATIONS},

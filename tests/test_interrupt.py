@@ -22,7 +22,8 @@ from inception_pipeline.synthetic import Object, voc_xml
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("crop", "resize", "pack", "split")
 KILL_AT = (0.3, 0.6, 0.9)  # fractions of the stage's uninterrupted wall time
-TEMPORARY = re.compile(r"(^|/)\.[^/]+\.\d+(\.old)?\.tmp")  # inception_pipeline/io.py's temporary names
+# inception_pipeline/io.py's temporary names
+TEMPORARY = re.compile(r"(^|/)\.[^/]+\.\d+(\.old)?\.tmp")
 
 
 def write_dataset(raw: Path, classes: int = 3, per_class: int = 80) -> None:
