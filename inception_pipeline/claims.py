@@ -83,8 +83,12 @@ def overrides(grid: dict, setting: str, seed: int) -> list[str]:
 
 
 def missing_runs(grid: dict) -> list[tuple[str, int]]:
-    return [(setting, seed) for setting, count in grid["seeds"].items()
-            for seed in range(count) if not (run_folder(setting, seed) / "evaluate.json").exists()]
+    """The runs claims/runs/ lacks, seed by seed (every setting's seed 0 first), so that a
+    grid stopped halfway still covers every setting."""
+    return sorted(((setting, seed) for setting, count in grid["seeds"].items()
+                   for seed in range(count)
+                   if not (run_folder(setting, seed) / "evaluate.json").exists()),
+                  key=lambda run: (run[1], list(grid["seeds"]).index(run[0])))
 
 
 def dvc(*args: str, timeout: float = 600) -> str:
