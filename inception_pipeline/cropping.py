@@ -14,7 +14,7 @@ import numpy as np
 from inception_pipeline.annotations import AnnotationError, parse_voc
 from inception_pipeline.crop_store import crop_name
 from inception_pipeline.errors import PipelineError
-from inception_pipeline.images import crop_region, decode_image
+from inception_pipeline.images import Photo, crop_region
 from inception_pipeline.layout import DATA_METRICS, REJECTS
 from inception_pipeline.sources import nfc, outside, reject
 
@@ -40,15 +40,17 @@ class Job:
     no_box: str
     max_pixels: int
     label_mismatch: str
+    max_side: int
 
 
 def crop_file(job: Job) -> Outcome:
-    """Decode one image, read its boxes, and cut out the pixels of every usable box."""
+    """Open one image, read its boxes, decode it as finely as they need and cut out the pixels
+    of every usable box, bounded to crop.max_side."""
     outcome = Outcome()
     folder = nfc(job.source.split("/")[0])
     try:
         data = (job.data_dir / job.source).read_bytes()
-        image = decode_image(data, job.max_pixels)
+        image = Photo(data, job.max_pixels)
     except AnnotationError as err:
         outcome.rejects.append(reject(job.source, "image too large", str(err)))
         return outcome
@@ -77,23 +79,36 @@ def crop_file(job: Job) -> Outcome:
             return outcome
         annotations = [(None, (0, 0, image.width, image.height))]
 
+    # The decode scale comes from every valid box, whatever its label, as predict sees them.
+    regions = []
+    for _, box in annotations:
+        try:
+            regions.append(crop_region(box, job.margin, image.width, image.height))
+        except AnnotationError as err:
+            regions.append(err)
+    try:
+        image.load([r[0] for r in regions if not isinstance(r, AnnotationError)], job.max_side)
+    except Exception as err:  # noqa: BLE001 (as above: a truncated file fails here)
+        outcome.rejects.append(reject(job.source, "unreadable image",
+                                      f"{type(err).__name__}: {err}"))
+        return outcome
+
     digest = hashlib.sha256(data).hexdigest()
-    for index, (label, box) in enumerate(annotations):
+    for index, ((label, _), region) in enumerate(zip(annotations, regions, strict=True)):
         if label is not None and nfc(label) != folder:
             if job.label_mismatch == "reject":
                 detail = f"box {index} is labelled {label!r} in folder {folder!r}"
                 outcome.rejects.append(reject(job.source, "label mismatch", detail))
                 continue
             outcome.relabelled += 1
-        try:
-            box, was_clipped = crop_region(box, job.margin, image.width, image.height)
-        except AnnotationError as err:
-            outcome.rejects.append(reject(job.source, "bad box", f"box {index}: {err}"))
+        if isinstance(region, AnnotationError):
+            outcome.rejects.append(reject(job.source, "bad box", f"box {index}: {region}"))
             continue
+        box, was_clipped = region
         outcome.clipped += was_clipped
         xmin, ymin, xmax, ymax = box
         # Box by box: an array of the whole image would be a second copy of a huge photo.
-        outcome.pixels.append(np.asarray(image.crop(box)))
+        outcome.pixels.append(image.cut(box, job.max_side))
         outcome.crops.append({"crop": crop_name(job.source, index), "source": job.source,
                               "xmin": xmin, "ymin": ymin, "xmax": xmax, "ymax": ymax,
                               "label": folder, "source_sha256": digest})

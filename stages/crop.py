@@ -5,7 +5,9 @@ beside each image (``data.annotations: voc``) or from ``<data.dir>/annotations.c
 columns path, xmin, ymin, xmax, ymax[, label] (``csv``; paths relative to ``data.dir``, pixel
 edges counted from 0). Images are decoded with their EXIF orientation applied, so boxes refer to
 the picture a viewer shows. Every file found ends up accepted (it gave at least one crop) or in
-the rejects list with its reason. The crops go into raw-pixel shards (``crop_store``).
+the rejects list with its reason. A crop longer than ``crop.max_side`` on either side is stored
+shrunk to it (aspect ratio kept), and a JPEG is decoded only as finely as its boxes need
+(``images.Photo``). The crops go into raw-pixel shards (``crop_store``).
 """
 
 from __future__ import annotations
@@ -55,7 +57,8 @@ def main() -> None:
         real_root = os.path.realpath(data_dir)
         jobs = [Job(data_dir, real_root, rel,
                     None if csv_boxes is None else tuple(csv_boxes.get(rel, ())),
-                    cfg["margin"], cfg["no_box"], cfg["max_pixels"], cfg["label_mismatch"])
+                    cfg["margin"], cfg["no_box"], cfg["max_pixels"], cfg["label_mismatch"],
+                    cfg["max_side"])
                 for rel in candidates]
         outcomes = []
         with ShardWriter(tmp, SHARD_NAME) as shards:
