@@ -5,6 +5,7 @@ loop and against the previous code, which decoded every photo and stored every c
     python bench/camera_photos.py compare DATA_DIR --previous REV [--reps 3] [--scratch DIR]
                                           [--bare]
     python bench/camera_photos.py difference DATA_DIR
+    python bench/camera_photos.py steps DATA_DIR [--photos 60]
 
 generate: 4000x3000 JPEGs (quality 90, textured with pixel noise so that each weighs about
 2.6 MB, as a phone's 12 MP photo does) in 4 class folders, each with 1-2 boxes of 300-1800 px
@@ -27,6 +28,10 @@ difference: per 75x75 image (resize.size, stretch) on DATA_DIR's VOC boxes, how 
 checkout's crop + resize lands from the previous path (the whole photo decoded, the box cut at
 full size and resized to 75x75 directly): mean and max absolute difference over all pixels;
 the same for a box filter in place of crop's Lanczos.
+
+steps: CPU milliseconds per photo of crop's steps, in one process (``time.process_time``,
+medians over the first PHOTOS photos), beside ``cv2.imread`` of the same file; and how many
+photos were decoded at each scale.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -204,6 +210,42 @@ def difference(data_dir: Path) -> None:
               f"{differing / count:.1%} of values differ")
 
 
+def steps(data_dir: Path, photos: int) -> None:
+    import cv2
+
+    from inception_pipeline.annotations import parse_voc
+    from inception_pipeline.images import Photo, crop_region
+
+    clock = time.process_time
+    times: dict[str, list[float]] = {k: [] for k in ("header", "XML", "decode", "cut",
+                                                     "SHA-256", "cv2.imread")}
+    scales = []
+    for path in images_of(data_dir)[:photos]:
+        data = path.read_bytes()
+        marks = [clock()]
+        photo = Photo(data, 10**9)
+        marks.append(clock())
+        boxes = [box for _, box in parse_voc(path.with_suffix(".xml").read_bytes())]
+        marks.append(clock())
+        regions = [crop_region(box, 0.0, photo.width, photo.height)[0] for box in boxes]
+        photo.load(regions, 299)
+        marks.append(clock())
+        for region in regions:
+            photo.cut(region, 299)
+        marks.append(clock())
+        hashlib.sha256(data).hexdigest()
+        marks.append(clock())
+        cv2.imread(str(path))
+        marks.append(clock())
+        for name, start, end in zip(times, marks[:-1], marks[1:], strict=True):
+            times[name].append((end - start) * 1000)
+        scales.append(photo.scale)
+    print(f"{data_dir}, {len(scales)} photos: decoded at 1/s for s: "
+          f"{ {s: scales.count(s) for s in sorted(set(scales))} }")
+    print("median CPU ms per photo: " + ", ".join(f"{k} {statistics.median(v):.1f}"
+                                                 for k, v in times.items()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command", required=True)
@@ -218,6 +260,9 @@ def main() -> None:
     cmp.add_argument("--bare", action="store_true", help="the stages without dvc repro")
     dif = sub.add_parser("difference")
     dif.add_argument("data_dir", type=Path)
+    stp = sub.add_parser("steps")
+    stp.add_argument("data_dir", type=Path)
+    stp.add_argument("--photos", type=int, default=60)
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     if args.command == "generate":
@@ -225,8 +270,10 @@ def main() -> None:
     elif args.command == "compare":
         compare(args.data_dir.resolve(), args.previous, args.reps, args.scratch.resolve(),
                 args.bare)
-    else:
+    elif args.command == "difference":
         difference(args.data_dir.resolve())
+    else:
+        steps(args.data_dir.resolve(), args.photos)
 
 
 if __name__ == "__main__":

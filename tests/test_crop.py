@@ -180,7 +180,8 @@ def picture(width: int, height: int, seed: int = 0) -> Image.Image:
     for _ in range(40):
         x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
         side = int(rng.integers(width // 40, width // 8))
-        draw.rectangle((x, y, x + side, y + side // 2), fill=tuple(map(int, rng.integers(0, 255, 3))))
+        colour = tuple(map(int, rng.integers(0, 255, 3)))
+        draw.rectangle((x, y, x + side, y + side // 2), fill=colour)
     return image
 
 
@@ -315,8 +316,8 @@ def test_a_box_smaller_than_max_side_is_cut_from_the_full_size_decode(camera):
 def test_camera_photo_rejects(camera):
     _, crops, metrics, rejects = camera
     assert "cam/truncated.jpg-0" not in crops
-    assert [(r["path"], r["reason"]) for r in rejects] == [("cam/bad.jpg", "bad box"),
-                                                            ("cam/truncated.jpg", "unreadable image")]
+    assert [(r["path"], r["reason"]) for r in rejects] == [
+        ("cam/bad.jpg", "bad box"), ("cam/truncated.jpg", "unreadable image")]
     assert "truncated" in rejects[1]["detail"]
     assert crops["cam/outside.jpg-0"][0]["ymin"] == "0" and metrics["boxes_clipped"] == 1
 
