@@ -85,11 +85,11 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def measure(cmd: list[str], cwd: Path) -> tuple[float, int, float]:
+def measure(cmd: list[str], cwd: Path, env: dict | None = None) -> tuple[float, int, float]:
     """Wall seconds, peak summed RSS (bytes) and CPU seconds of ``cmd``'s process tree."""
     cpu = children_cpu()
     start = time.perf_counter()
-    proc = psutil.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = psutil.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     peak = 0
     while proc.poll() is None:
         total = 0

@@ -20,7 +20,7 @@ from inception_pipeline.annotations import (
 )
 from inception_pipeline.crop_store import crop_name
 from inception_pipeline.errors import PipelineError
-from inception_pipeline.images import crop_region, decode_image
+from inception_pipeline.images import Photo, crop_region
 from inception_pipeline.layout import DATA_METRICS, REJECTS
 from inception_pipeline.sources import nfc, outside, reject
 
@@ -49,10 +49,12 @@ class Job:
     no_box: str
     max_pixels: int
     label_mismatch: str
+    max_side: int
 
 
 def crop_file(job: Job) -> Outcome:
-    """Decode one image, read its boxes, and cut out the pixels of every usable box.
+    """Open one image, read its boxes, decode it as finely as they need and cut out the pixels
+    of every usable box, bounded to crop.max_side.
 
     The label is the image's top-level folder when that is a class folder (voc, csv: always;
     coco, yolo: when its name is a class name), else the annotation's class.
@@ -62,7 +64,7 @@ def crop_file(job: Job) -> Outcome:
     class_folder = job.classes is None or folder in {nfc(n) for n in job.classes.values()}
     try:
         data = (job.data_dir / job.source).read_bytes()
-        image = decode_image(data, job.max_pixels)
+        image = Photo(data, job.max_pixels)
     except AnnotationError as err:
         outcome.rejects.append(reject(job.source, "image too large", str(err)))
         return outcome
@@ -101,12 +103,28 @@ def crop_file(job: Job) -> Outcome:
             return outcome
         annotations = [(None, (0, 0, image.width, image.height))]
 
+    # The decode scale comes from every valid box, whatever its label, as predict sees them.
+    regions = []
+    for entry in annotations:
+        try:
+            regions.append(entry if isinstance(entry, Problem) else crop_region(
+                to_pixels(entry[1], image.width, image.height), job.margin, image.width,
+                image.height))
+        except AnnotationError as err:
+            regions.append(err)
+    try:
+        image.load([r[0] for r in regions if isinstance(r, tuple)], job.max_side)
+    except Exception as err:  # noqa: BLE001 (as above: a truncated file fails here)
+        outcome.rejects.append(reject(job.source, "unreadable image",
+                                      f"{type(err).__name__}: {err}"))
+        return outcome
+
     digest = hashlib.sha256(data).hexdigest()
-    for index, entry in enumerate(annotations):
+    for index, (entry, region) in enumerate(zip(annotations, regions, strict=True)):
         if isinstance(entry, Problem):
             outcome.rejects.append(reject(job.source, entry.reason, f"box {index}: {entry.detail}"))
             continue
-        label, box = entry
+        label = entry[0]
         if class_folder:
             if label is not None and nfc(label) != folder:
                 if job.label_mismatch == "reject":
@@ -115,16 +133,14 @@ def crop_file(job: Job) -> Outcome:
                     continue
                 outcome.relabelled += 1
             label = folder
-        try:
-            box, was_clipped = crop_region(to_pixels(box, image.width, image.height),
-                                           job.margin, image.width, image.height)
-        except AnnotationError as err:
-            outcome.rejects.append(reject(job.source, "bad box", f"box {index}: {err}"))
+        if isinstance(region, AnnotationError):
+            outcome.rejects.append(reject(job.source, "bad box", f"box {index}: {region}"))
             continue
+        box, was_clipped = region
         outcome.clipped += was_clipped
         xmin, ymin, xmax, ymax = box
         # Box by box: an array of the whole image would be a second copy of a huge photo.
-        outcome.pixels.append(np.asarray(image.crop(box)))
+        outcome.pixels.append(image.cut(box, job.max_side))
         outcome.crops.append({"crop": crop_name(job.source, index), "source": job.source,
                               "xmin": xmin, "ymin": ymin, "xmax": xmax, "ymax": ymax,
                               "label": nfc(label), "source_sha256": digest})

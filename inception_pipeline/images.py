@@ -1,18 +1,20 @@
 """The image functions crop, resize and predict share, so that predict prepares a photo exactly
-as training did: decode (EXIF orientation, decompression-bomb check), clip and widen a box,
-resize to the network's input. Importing this module sets the decoders' global settings."""
+as training did: open and decode (decompression-bomb check, JPEG decoded reduced when the boxes
+allow, EXIF orientation), clip and widen a box, cut it out at a bounded size, resize to the
+network's input. Importing this module sets the decoders' global settings."""
 
 from __future__ import annotations
 
 import io
+import math
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 
 from inception_pipeline.annotations import AnnotationError, Box
 
-# crop.max_pixels replaces PIL's fixed limit (which raises beyond 179 MP): decode_image checks
+# crop.max_pixels replaces PIL's fixed limit (which raises beyond 179 MP): Photo checks
 # the size from the header against it.
 Image.MAX_IMAGE_PIXELS = None
 
@@ -24,27 +26,100 @@ Image.MAX_IMAGE_PIXELS = None
 cv2.ipp.setUseIPP(False)
 
 
-def decode_image(data: bytes, max_pixels: int) -> Image.Image:
-    """Decode to RGB with EXIF orientation applied; refuse oversized images before decoding.
+# EXIF orientation -> the transpose that shows the stored pixels as a viewer does.
+ORIENTATIONS = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+                4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+                6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+                8: Image.Transpose.ROTATE_90}
+SWAPS_SIDES = {Image.Transpose.TRANSPOSE, Image.Transpose.ROTATE_270, Image.Transpose.TRANSVERSE,
+               Image.Transpose.ROTATE_90}
+# A point (x, y) of the upright picture, in pixel edges, as a point of the stored pixels
+# (stored width w, height h), for each transpose.
+TO_STORED = {
+    None: lambda x, y, w, h: (x, y),
+    Image.Transpose.FLIP_LEFT_RIGHT: lambda x, y, w, h: (w - x, y),
+    Image.Transpose.ROTATE_180: lambda x, y, w, h: (w - x, h - y),
+    Image.Transpose.FLIP_TOP_BOTTOM: lambda x, y, w, h: (x, h - y),
+    Image.Transpose.TRANSPOSE: lambda x, y, w, h: (y, x),
+    Image.Transpose.ROTATE_270: lambda x, y, w, h: (y, h - x),
+    Image.Transpose.TRANSVERSE: lambda x, y, w, h: (w - y, h - x),
+    Image.Transpose.ROTATE_90: lambda x, y, w, h: (w - y, x),
+}
+DCT_SCALES = (8, 4, 2, 1)  # the reductions libjpeg decodes at directly
 
-    The format comes from the content, not the file name. PIL cannot decode part of a JPEG or
-    PNG, so a big image is decoded whole, but only once: no extra copy when it is already RGB
-    and upright.
+
+class Photo:
+    """An image file as crop and predict use it: opened from its header (size checked against
+    crop.max_pixels before any decoding), decoded by ``load`` only as finely as its regions
+    need, cut region by region by ``cut``. Regions are pixel edges of the upright picture (EXIF
+    orientation applied), the frame of ``width`` x ``height`` that boxes refer to.
+
+    The format comes from the content, not the file name.
     """
-    try:
-        image = Image.open(io.BytesIO(data))  # reads the header only
-    except UnidentifiedImageError:
-        # PIL's own message holds a memory address, which would make rejects.csv vary by run.
-        raise UnidentifiedImageError("not an image format PIL reads") from None
-    width, height = image.size
-    if width * height > max_pixels:
-        raise AnnotationError(f"image of {width}x{height} pixels exceeds crop.max_pixels="
-                              f"{max_pixels} (decompression bomb?)")
-    ImageOps.exif_transpose(image, in_place=True)
-    image.load()  # a truncated file fails here, not halfway through its boxes
-    if image.mode == "I" or image.mode.startswith("I;16"):
-        return grey16_to_rgb(image)
-    return image if image.mode == "RGB" else image.convert("RGB")
+
+    def __init__(self, data: bytes, max_pixels: int):
+        try:
+            self.image = Image.open(io.BytesIO(data))  # reads the header only
+        except UnidentifiedImageError:
+            # PIL's own message holds a memory address, which would make rejects.csv vary by run.
+            raise UnidentifiedImageError("not an image format PIL reads") from None
+        width, height = self.stored_size = self.image.size
+        if width * height > max_pixels:
+            raise AnnotationError(f"image of {width}x{height} pixels exceeds crop.max_pixels="
+                                  f"{max_pixels} (decompression bomb?)")
+        self.transpose = ORIENTATIONS.get(self.image.getexif().get(ExifTags.Base.Orientation))
+        self.width, self.height = (height, width) if self.transpose in SWAPS_SIDES else (width,
+                                                                                        height)
+        self.scale = 1
+
+    def load(self, regions: list[Box], max_side: int) -> None:
+        """Decode the pixels. A JPEG is decoded at the largest DCT reduction (1/8, 1/4, 1/2)
+        that still leaves every region at least ``max_side`` pixels on its longer side, so
+        that a 12 MP photo is not decoded whole for a few 299-pixel crops; at full size when a
+        region is smaller than that. Other formats are decoded whole. A truncated file fails
+        here, not halfway through its regions."""
+        longest = min((max(x1 - x0, y1 - y0) for x0, y0, x1, y1 in regions), default=math.inf)
+        scale = next(s for s in DCT_SCALES if s == 1 or longest >= s * max_side)
+        width, height = self.stored_size
+        # PIL picks the largest reduction that keeps the image at least the size asked for;
+        # None for formats other than JPEG.
+        if scale > 1 and (drafted := self.image.draft("RGB", (max(1, width // scale),
+                                                              max(1, height // scale)))):
+            self.scale = round(width / drafted[1][2])
+        self.image.load()
+        if self.image.mode == "I" or self.image.mode.startswith("I;16"):
+            self.image = grey16_to_rgb(self.image)
+        elif self.image.mode != "RGB":
+            self.image = self.image.convert("RGB")
+
+    def cut(self, region: Box, max_side: int) -> np.ndarray:
+        """The RGB pixels of ``region`` (from crop_region), upright, at most ``max_side`` on
+        their longer side (bounded_size); smaller regions come out pixel for pixel."""
+        x0, y0, x1, y1 = region
+        to_stored = TO_STORED[self.transpose]
+        (ax, ay), (bx, by) = (to_stored(x, y, *self.stored_size) for x, y in ((x0, y0), (x1, y1)))
+        box = min(ax, bx), min(ay, by), max(ax, bx), max(ay, by)
+        size = bounded_size(box[2] - box[0], box[3] - box[1], max_side)
+        if self.scale == 1 and size == (box[2] - box[0], box[3] - box[1]):
+            part = self.image.crop(box)
+        else:
+            # Lanczos, which PIL widens by the shrink factor (a low-pass over the area each
+            # pixel covers, like resize's INTER_AREA): after a reduced JPEG decode the shrink
+            # left is 1-2x, where a box filter averages two misaligned pixels and blurs. The
+            # box may have fractional edges then. BENCHMARKS.md: "Camera-sized photos".
+            part = self.image.resize(size, Image.Resampling.LANCZOS,
+                                     box=tuple(v / self.scale for v in box))
+        # Cut, then turned upright: turning the whole photo would copy all of it.
+        return np.asarray(part if self.transpose is None else part.transpose(self.transpose))
+
+
+def bounded_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """(width, height) with the longer side cut to ``max_side`` (unchanged when it is not
+    longer) and the shorter one scaled alike, rounded half up, at least 1."""
+    longer = max(width, height)
+    if longer <= max_side:
+        return width, height
+    return tuple(max(1, (2 * side * max_side + longer) // (2 * longer)) for side in (width, height))
 
 
 def grey16_to_rgb(image: Image.Image) -> Image.Image:

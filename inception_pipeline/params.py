@@ -51,6 +51,7 @@ SCHEMA: dict[str, Key] = {
     "crop.max_pixels": Key(int, min=1),
     "crop.label_mismatch": Key(str, choices=("reject", "folder")),
     "crop.max_rejected": Key(NUMBER, min=0.0, max=1.0),
+    "crop.max_side": Key(int, min=16),
     "resize.size": Key(int, min=16, max=1024),
     "resize.mode": Key(str, choices=("stretch", "pad")),
     "split.seed": Key(int, min=0),
@@ -107,6 +108,9 @@ def problems(params: dict) -> list[str]:
     if flat["resize.size"] < network.min_input:
         found.append(f"resize.size={flat['resize.size']}: {flat['train.model']} accepts inputs "
                      f"of at least {network.min_input}x{network.min_input}")
+    if flat["crop.max_side"] < flat["resize.size"]:
+        found.append(f"crop.max_side={flat['crop.max_side']}: below resize.size="
+                     f"{flat['resize.size']}, resize would enlarge shrunk crops; raise it")
     if flat["split.val"] + flat["split.test"] > 0.5:
         found.append("split.val + split.test: must leave at least half the data for training")
     if flat["train.warmup_epochs"] >= flat["train.epochs"]:

@@ -4,10 +4,14 @@
                       [--top-k 5] [--json] [--model data/model/model.keras]
 
 (or ``python -m inception_pipeline.predict``). Each box goes through the functions the crop and
-resize stages use, with params.yaml's settings: decode_image (EXIF orientation applied),
-crop_region (clipped, widened by crop.margin) and resize_image (resize.size, resize.mode),
-so the model sees the uint8 RGB array that images.npy would hold for it. Boxes are 0-based
-pixel edges with x1, y1 exclusive (as in annotations.csv); --box may be repeated. --annotation
+resize stages use, with params.yaml's settings: Photo (EXIF orientation applied; a JPEG decoded
+as finely as the image's boxes need), crop_region (clipped, widened by crop.margin), Photo.cut
+(bounded to crop.max_side) and resize_image (resize.size, resize.mode), so the model sees the
+uint8 RGB array that images.npy would hold for it. The decode scale depends on all the boxes
+given for an image, as in crop: with the image's boxes from its annotation, predict gives
+training's arrays byte for byte; a single --box of a photo with other, smaller boxes may differ
+from them in rounding. Boxes are 0-based pixel edges with x1, y1 exclusive (as in
+annotations.csv); --box may be repeated. --annotation
 takes a VOC XML or a YOLO .txt (one image; YOLO's class names are not needed), or a CSV laid
 out like annotations.csv or a COCO JSON, their paths relative to the file's folder. An image
 without a box is used whole, as crop.no_box=whole does.
@@ -20,7 +24,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from inception_pipeline.annotations import (
     AnnotationError,
@@ -35,7 +38,7 @@ from inception_pipeline.annotations import (
     to_pixels,
 )
 from inception_pipeline.errors import PipelineError, run
-from inception_pipeline.images import crop_region, decode_image, resize_image
+from inception_pipeline.images import Photo, crop_region, resize_image
 from inception_pipeline.io import read_csv, read_json
 from inception_pipeline.layout import CLASSES, MODEL
 from inception_pipeline.params import load_params
@@ -110,25 +113,34 @@ def csv_entry(row: dict) -> Entry:
         return Problem("bad box", str(err))
 
 
-def load_image(path: Path, max_pixels: int) -> Image.Image:
+def load_image(path: Path, max_pixels: int) -> Photo:
     try:
         data = path.read_bytes()
     except OSError as err:
         raise PipelineError(f"{path}: cannot read ({err.strerror or err})") from None
     try:
-        return decode_image(data, max_pixels)
+        return Photo(data, max_pixels)
     except AnnotationError as err:
         raise PipelineError(f"{path}: {err}") from None
     except Exception as err:  # noqa: BLE001 (PIL raises many types for files that are not images)
         raise PipelineError(f"{path}: unreadable image ({type(err).__name__})") from None
 
 
-def model_input(image: Image.Image, box: Box, margin: float, size: int, mode: str
-                ) -> tuple[np.ndarray, Box]:
-    """The array the model saw in training for ``box`` of ``image``, and the pixels cropped:
+def model_inputs(path: Path, image: Photo, boxes: list[Box], crop: dict, resize: dict
+                 ) -> tuple[list[np.ndarray], list[Box]]:
+    """The arrays the model saw in training for ``boxes`` of ``image``, and the regions cropped:
     the crop and resize stages' steps, without their files."""
-    region, _ = crop_region(box, margin, image.width, image.height)
-    return resize_image(np.asarray(image.crop(region)), size, mode), region
+    try:
+        regions = [crop_region(box, crop["margin"], image.width, image.height)[0]
+                   for box in boxes]
+    except AnnotationError as err:
+        raise PipelineError(f"{path}: {err}") from None
+    try:
+        image.load(regions, crop["max_side"])
+    except Exception as err:  # noqa: BLE001 (as in load_image: a truncated file fails here)
+        raise PipelineError(f"{path}: unreadable image ({type(err).__name__})") from None
+    return [resize_image(image.cut(region, crop["max_side"]), resize["size"], resize["mode"])
+            for region in regions], regions
 
 
 def top_classes(probs: np.ndarray, classes: list[str], k: int) -> list[dict]:
@@ -161,15 +173,12 @@ def prepare(args: argparse.Namespace, params: dict) -> tuple[list[tuple[Path, Bo
     items, inputs = [], []
     for path in args.images:
         image = load_image(path, crop["max_pixels"])
-        boxes = annotation.boxes(path) if annotation else given_boxes
-        for box in boxes or [(0, 0, image.width, image.height)]:
-            try:
-                array, region = model_input(image, to_pixels(box, image.width, image.height),
-                                            crop["margin"], resize["size"], resize["mode"])
-            except AnnotationError as err:
-                raise PipelineError(f"{path}: {err}") from None
-            items.append((path, region))
-            inputs.append(array)
+        boxes = [to_pixels(box, image.width, image.height) for box in
+                 (annotation.boxes(path) if annotation else given_boxes)] or [
+            (0, 0, image.width, image.height)]
+        arrays, regions = model_inputs(path, image, boxes, crop, resize)
+        items += [(path, region) for region in regions]
+        inputs += arrays
     return items, np.stack(inputs)
 
 

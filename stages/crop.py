@@ -8,7 +8,9 @@ every image lies in a class folder, whose name is the label; with coco and yolo 
 the annotation's class, unless the image lies in a folder named after a class. Images are
 decoded with their EXIF orientation applied, so boxes refer to the picture a viewer shows.
 Every file found ends up accepted (it gave at least one crop) or in the rejects list with its
-reason. The crops go into raw-pixel shards (``crop_store``).
+reason. A crop longer than ``crop.max_side`` on either side is stored shrunk to it (aspect
+ratio kept), and a JPEG is decoded only as finely as its boxes need (``images.Photo``). The
+crops go into raw-pixel shards (``crop_store``).
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ def main() -> None:
         real_root = os.path.realpath(data_dir)
         jobs = [Job(data_dir, real_root, rel, annotations, annotation_files.get(rel),
                     None if boxes is None else tuple(boxes.get(rel, ())), classes,
-                    cfg["margin"], cfg["no_box"], cfg["max_pixels"], cfg["label_mismatch"])
+                    cfg["margin"], cfg["no_box"], cfg["max_pixels"], cfg["label_mismatch"],
+                    cfg["max_side"])
                 for rel in candidates]
         outcomes = []
         with ShardWriter(tmp, SHARD_NAME) as shards:

@@ -2,7 +2,7 @@
 
 One dataset holding every file-level defect is cropped once (then resized and packed); each
 defect has its own test on that run's outcome, and one test checks that every file is
-accounted for. Image modes, bombs and huge images are tested on decode_image directly, memory
+accounted for. Image modes, bombs and huge images are tested on images.Photo directly, memory
 in a subprocess.
 """
 
@@ -27,7 +27,7 @@ from test_crop import write_image, write_params
 from inception_pipeline.annotations import AnnotationError
 from inception_pipeline.crop_store import load_crop
 from inception_pipeline.errors import PipelineError
-from inception_pipeline.images import decode_image
+from inception_pipeline.images import Photo
 from inception_pipeline.io import save_npy, write_csv, write_json
 from inception_pipeline.layout import SPLITS
 from inception_pipeline.sources import read_csv_boxes
@@ -278,6 +278,14 @@ def sixteen_bit_rgb_png() -> bytes:
     return cv2.imencode(".png", bgr)[1].tobytes()
 
 
+def decode_whole(data: bytes) -> np.ndarray:
+    """The whole picture's pixels, as crop cuts them for a file without box."""
+    photo = Photo(data, 10**6)
+    whole = (0, 0, photo.width, photo.height)
+    photo.load([whole], max_side=1000)
+    return photo.cut(whole, max_side=1000)
+
+
 def palette_image(transparent: bool) -> Image.Image:
     image = Image.new("P", (2, 2), 1)
     image.putpalette([0, 0, 0, 10, 200, 30])
@@ -301,18 +309,18 @@ def palette_image(transparent: bool) -> Image.Image:
         "16-bit RGB", "CMYK red", "CMYK cyan", "CMYK grey"])
 def test_modes_are_converted_to_rgb(data, expected, tolerance):
     """Alpha is dropped (colours kept as stored); CMYK converted without a colour profile."""
-    image = decode_image(data, 10**6)
-    assert image.mode == "RGB"
-    assert np.abs(np.asarray(image).astype(int) - expected).max() <= tolerance
+    image = decode_whole(data)
+    assert image.shape[2] == 3
+    assert np.abs(image.astype(int) - expected).max() <= tolerance
 
 
 def test_16_bit_grey_is_scaled_not_clipped():
     values = np.array([[0, 1000, 25700, 32896, 65535]], np.uint16)
     data = encode(Image.fromarray(values), "PNG")
     assert Image.open(io.BytesIO(data)).mode == "I;16"
-    image = decode_image(data, 10**6)
-    assert np.asarray(image)[0, :, 0].tolist() == [0, 4, 100, 128, 255]
-    assert (np.asarray(image) == np.asarray(image)[..., :1]).all()  # grey stays grey
+    image = decode_whole(data)
+    assert image[0, :, 0].tolist() == [0, 4, 100, 128, 255]
+    assert (image == image[..., :1]).all()  # grey stays grey
 
 
 @pytest.mark.parametrize("data", [png_claiming(50_000, 50_000), jpeg_claiming(60_000, 60_000)],
@@ -320,7 +328,7 @@ def test_16_bit_grey_is_scaled_not_clipped():
 def test_decompression_bomb_is_refused_from_its_header(data):
     assert len(data) < 1000
     with pytest.raises(AnnotationError, match="exceeds crop.max_pixels=200000000"):
-        decode_image(data, 200_000_000)
+        Photo(data, 200_000_000)
 
 
 def peak_rss_mb(code: str, **names) -> tuple[float, float]:
@@ -342,9 +350,9 @@ def test_bombs_allocate_nothing_big():
     """Decoding either would take 7.5 GB or more; the refusal costs a few MB."""
     base, peak = peak_rss_mb(
         "from inception_pipeline.annotations import AnnotationError\n"
-        "from inception_pipeline.images import decode_image\n"
+        "from inception_pipeline.images import Photo\n"
         "for data in bombs:\n"
-        "    try: decode_image(data, 200_000_000)\n"
+        "    try: Photo(data, 200_000_000)\n"
         "    except AnnotationError: pass\n"
         "    else: raise SystemExit('not refused')",
         bombs=[png_claiming(50_000, 50_000), jpeg_claiming(60_000, 60_000)])
@@ -365,8 +373,8 @@ def test_huge_image_is_cropped_from_one_decoded_copy(tmp_path):
         "from inception_pipeline.cropping import Job, crop_file\n"
         "outcome = crop_file(Job(data_dir=Path(root), real_root=root, source='cat/huge.jpg', "
         "annotations='csv', annotation_file=None, boxes=((None, (6000, 4000, 6300, 4300)),), "
-        "classes=None, margin=0.0, "
-        "no_box='whole', max_pixels=200_000_000, label_mismatch='reject'))\n"
+        "classes=None, margin=0.0, no_box='whole', max_pixels=200_000_000, "
+        "label_mismatch='reject', max_side=300))\n"
         "assert len(outcome.crops) == 1, outcome.rejects\n"
         "import numpy as np; np.save(Path(root) / 'crop.npy', outcome.pixels[0])",
         root=str(tmp_path))

@@ -1,3 +1,4 @@
+import io
 import json
 import os
 from pathlib import Path
@@ -5,12 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from PIL import Image
+from PIL import Image, ImageDraw, ImageOps
 
 from inception_pipeline.annotations import AnnotationError, parse_csv_row, parse_voc
 from inception_pipeline.crop_store import crop_name, load_crop
 from inception_pipeline.errors import PipelineError
-from inception_pipeline.images import clip_box, expand_box
+from inception_pipeline.images import Photo, bounded_size, clip_box, expand_box
 from inception_pipeline.io import read_csv
 from inception_pipeline.layout import CROPS_DIR
 from inception_pipeline.sources import find_files
@@ -167,3 +168,165 @@ def test_a_folder_that_cannot_be_listed_is_rejected_not_skipped(tmp_path, monkey
     assert (candidates, annotation_files) == (["cat/a.jpg"], {})
     assert rejects == [{"path": "locked", "reason": "unreadable folder",
                         "detail": "Permission denied"}]
+
+
+# Camera-sized photos (issue 17): crops stored at most crop.max_side long, JPEGs decoded reduced.
+
+def picture(width: int, height: int, seed: int = 0) -> Image.Image:
+    """Smooth colour gradients with sharp-edged rectangles: every region looks different."""
+    rng = np.random.default_rng(seed)
+    coarse = Image.fromarray(rng.integers(0, 255, (12, 16, 3), dtype=np.uint8))
+    image = coarse.resize((width, height), Image.Resampling.BICUBIC)
+    draw = ImageDraw.Draw(image)
+    for _ in range(40):
+        x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
+        side = int(rng.integers(width // 40, width // 8))
+        colour = tuple(map(int, rng.integers(0, 255, 3)))
+        draw.rectangle((x, y, x + side, y + side // 2), fill=colour)
+    return image
+
+
+# What a camera stores for an upright picture with each EXIF orientation: the inverse transpose.
+STORED = {1: None, 2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+          4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+          6: Image.Transpose.ROTATE_90, 7: Image.Transpose.TRANSVERSE,
+          8: Image.Transpose.ROTATE_270}
+
+
+def camera_jpeg(upright: Image.Image, orientation: int) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    stored = upright if STORED[orientation] is None else upright.transpose(STORED[orientation])
+    buffer = io.BytesIO()
+    stored.save(buffer, "JPEG", quality=90, exif=exif.tobytes())
+    return buffer.getvalue()
+
+
+def full_decode(data: bytes) -> Image.Image:
+    """The previous way: the whole photo decoded, then turned upright."""
+    return ImageOps.exif_transpose(Image.open(io.BytesIO(data)))
+
+
+def shrunk(image: Image.Image, region, size) -> np.ndarray:
+    return np.asarray(image.resize(size, Image.Resampling.LANCZOS, box=region))
+
+
+def difference(a: np.ndarray, b: np.ndarray) -> tuple[float, int]:
+    diff = np.abs(a.astype(int) - b.astype(int))
+    return diff.mean(), diff.max()
+
+
+@pytest.mark.parametrize("width, height, max_side, expected", [
+    (1000, 500, 299, (299, 150)),   # 149.5 rounds up
+    (500, 1000, 299, (150, 299)),
+    (1000, 1000, 299, (299, 299)),
+    (299, 120, 299, (299, 120)),    # not longer than max_side: unchanged
+    (20, 30, 299, (20, 30)),
+    (5000, 10, 299, (299, 1)),      # never 0
+    (897, 448, 299, (299, 149)),    # 149.33 rounds down
+])
+def test_bounded_size_keeps_the_aspect_ratio(width, height, max_side, expected):
+    assert bounded_size(width, height, max_side) == expected
+
+
+@pytest.mark.parametrize("longest, scale", [(2392, 8), (2391, 4), (1196, 4), (1195, 2), (598, 2),
+                                            (597, 1), (100, 1)])
+def test_jpeg_decode_scale_leaves_every_region_max_side_long(longest, scale):
+    photo = Photo(camera_jpeg(Image.new("RGB", (4000, 3000), "grey"), 1), 10**8)
+    photo.load([(0, 0, longest, 50), (0, 0, 3000, 3000)], max_side=299)
+    assert photo.scale == scale
+    assert photo.image.size == ((4000 + scale - 1) // scale, (3000 + scale - 1) // scale)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_cuts_the_upright_pixels(orientation):
+    """Regions are in the upright frame; the photo stays stored as it is (1003 x 749: not a
+    multiple of the DCT block) and only the cut-out part is turned upright."""
+    upright = picture(1003, 749, seed=orientation)
+    data = camera_jpeg(upright, orientation)
+    reference = full_decode(data)
+    assert reference.size == (1003, 749)
+    small, large = (101, 57, 351, 300), (3, 10, 1003, 745)
+    photo = Photo(data, 10**8)
+    assert (photo.width, photo.height) == (1003, 749)
+    photo.load([small], max_side=299)  # smaller than max_side: full size, pixel for pixel
+    assert photo.scale == 1
+    assert np.array_equal(photo.cut(small, 299), np.asarray(reference.crop(small)))
+
+    photo = Photo(data, 10**8)
+    photo.load([large], max_side=120)  # 1000 / 120: decoded at 1/8
+    assert photo.scale == 8
+    cut = photo.cut(large, 120)
+    assert cut.shape == (88, 120, 3)  # 735 * 120 / 1000 = 88.2
+    mean, _ = difference(cut, shrunk(reference, large, (120, 88)))
+    assert mean < 3, mean
+
+
+@pytest.fixture(scope="module")
+def camera(tmp_path_factory):
+    """A 12 MP phone photo held upright: 3000 x 4000 shown, stored 4000 x 3000 with EXIF
+    orientation 6, cropped by the stage under several names, each with its own boxes."""
+    root = tmp_path_factory.mktemp("camera")
+    upright = picture(3000, 4000)
+    data = camera_jpeg(upright, 6)
+    raw = root / "raw" / "cam"
+    raw.mkdir(parents=True)
+    boxes = {
+        "edge": [(1800, 2600, 3000, 4000)],                   # at the corner, 1/4 is enough
+        "outside": [(2500, -300, 3400, 700)],                 # clipped to 500 x 700: 1/2
+        "mixed": [(100, 100, 1300, 1300), (1500, 2000, 1700, 2250)],  # a small box: full size
+        "bad": [(5000, 5000, 5100, 5100), (0, 0, 2400, 2400)],
+        "truncated": [(0, 0, 2400, 2400)],
+    }
+    for name in boxes:
+        (raw / f"{name}.jpg").write_bytes(data)
+    (raw / "truncated.jpg").write_bytes(data[: len(data) * 3 // 5])
+    (raw / "whole.jpg").write_bytes(data)  # no box: the whole photo, decoded at 1/8
+    (root / "raw" / "annotations.csv").write_text("path,xmin,ymin,xmax,ymax\n" + "".join(
+        f"cam/{name}.jpg,{','.join(map(str, box))}\n" for name, bs in boxes.items() for box in bs))
+    write_params(root, data__annotations="csv", crop__max_rejected=1.0)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        crop.main()
+        crops = {row["crop"]: (row, load_crop(row, CROPS_DIR))
+                 for row in read_csv(CROPS_DIR / "manifest.csv")}
+        metrics = json.loads(Path("metrics/data.json").read_text())
+        rejects = read_csv(Path("metrics/rejects.csv"))
+    return full_decode(data), crops, metrics, rejects
+
+
+def test_camera_crops_are_bounded_and_close_to_a_full_size_decode(camera):
+    reference, crops, _, _ = camera
+    expected = {"cam/edge.jpg-0": (299, 256), "cam/outside.jpg-0": (299, 214),
+                "cam/mixed.jpg-0": (299, 299), "cam/bad.jpg-1": (299, 299),
+                "cam/whole.jpg-0": (299, 224)}
+    for name, (height, width) in expected.items():
+        row, pixels = crops[name]
+        assert pixels.shape == (height, width, 3), name
+        region = tuple(int(row[k]) for k in ("xmin", "ymin", "xmax", "ymax"))
+        mean, _ = difference(pixels, shrunk(reference, region, (width, height)))
+        assert mean < 3, (name, mean)
+
+
+def test_a_box_smaller_than_max_side_is_cut_from_the_full_size_decode(camera):
+    reference, crops, _, _ = camera
+    _, pixels = crops["cam/mixed.jpg-1"]
+    assert np.array_equal(pixels, np.asarray(reference.crop((1500, 2000, 1700, 2250))))
+
+
+def test_camera_photo_rejects(camera):
+    _, crops, metrics, rejects = camera
+    assert "cam/truncated.jpg-0" not in crops
+    assert [(r["path"], r["reason"]) for r in rejects] == [
+        ("cam/bad.jpg", "bad box"), ("cam/truncated.jpg", "unreadable image")]
+    assert "truncated" in rejects[1]["detail"]
+    assert crops["cam/outside.jpg-0"][0]["ymin"] == "0" and metrics["boxes_clipped"] == 1
+
+
+def test_header_check_counts_the_full_size_of_a_jpeg_decoded_reduced():
+    data = camera_jpeg(Image.new("RGB", (3000, 4000), "grey"), 6)
+    with pytest.raises(AnnotationError, match="4000x3000 pixels exceeds crop.max_pixels=11999999"):
+        Photo(data, 11_999_999)
+    photo = Photo(data, 12_000_000)
+    photo.load([(0, 0, 3000, 4000)], max_side=299)
+    assert photo.scale == 8 and photo.cut((0, 0, 3000, 4000), 299).shape == (299, 224, 3)

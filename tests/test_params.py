@@ -27,6 +27,7 @@ def test_shipped_params_are_valid(default_params):
     ("train.batch_size", True, "train.batch_size=True: must be of type int"),
     ("resize.size", 74, "resize.size=74: inception_resnet_v2 accepts inputs of at least 75x75"),
     ("split.val", 0.5, "split.val + split.test: must leave at least half"),
+    ("crop.max_side", 74, "crop.max_side=74: below resize.size=75, resize would enlarge"),
     ("train.weights", "missing.h5", "train.weights='missing.h5': no such weights file"),
     ("train.strategy", "horovod",
      "train.strategy='horovod': allowed values: default, mirrored, multi_worker"),

@@ -18,6 +18,7 @@ from inception_pipeline.errors import run
 from inception_pipeline.io import read_csv
 from inception_pipeline.layout import CROPS_DIR, IMAGES, ITEMS, MANIFEST, MODEL, PREDICTIONS
 from inception_pipeline.params import load_params
+from inception_pipeline.synthetic import Object, voc_xml
 from stages import crop, evaluate, pack, resize, sample, split
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,6 +32,21 @@ def rotate_behind_exif(path: Path) -> None:
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
     Image.open(path).transpose(Image.Transpose.ROTATE_90).save(path, quality=95, exif=exif)
+
+
+def enlarge_to_camera_size(path: Path, factor: int = 16) -> None:
+    """Blow the scene ``path`` up ``factor`` times (about 3,000 px a side) with its VOC boxes and
+    store it behind EXIF orientation 6, so that crop decodes it reduced and shrinks its crops
+    to crop.max_side."""
+    xml = path.with_suffix(".xml")
+    image = Image.open(path)
+    big = image.resize((image.width * factor, image.height * factor), Image.Resampling.BICUBIC)
+    objects = [Object(label, tuple(v * factor for v in box))
+               for label, box in parse_voc(xml.read_bytes())]
+    xml.write_bytes(voc_xml(path.name, path.parent.name, big.size, objects))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    big.transpose(Image.Transpose.ROTATE_90).save(path, quality=90, exif=exif)
 
 
 def write_csv_annotations(data_dir: Path) -> Path:
@@ -64,7 +80,8 @@ def write_coco_annotations(data_dir: Path) -> Path:
 
 def write_yolo_labels(image: Path) -> Path:
     """A YOLO .txt beside ``image`` with its VOC boxes, normalised by the picture as shown."""
-    width, height = predict.load_image(image, 10**9).size
+    photo = predict.load_image(image, 10**9)
+    width, height = photo.width, photo.height
     path = image.with_suffix(".txt")
     path.write_text("".join(f"0 {(x0 + x1) / 2 / width} {(y0 + y1) / 2 / height} "
                             f"{(x1 - x0) / width} {(y1 - y0) / height}\n"
@@ -92,6 +109,7 @@ def evaluated(tmp_path_factory):
         Path("params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
         sample.main()
         rotate_behind_exif(next(SAMPLE.glob("*/00000.jpg")))
+        enlarge_to_camera_size(next(SAMPLE.glob("*/00001.jpg")))
         write_csv_annotations(SAMPLE)
         for stage in (crop, resize, pack, split):
             stage.main()
@@ -118,17 +136,27 @@ def evaluated(tmp_path_factory):
 
 
 def test_model_inputs_are_the_packed_arrays_byte_for_byte(evaluated):
-    """Every crop (one of them EXIF-rotated), prepared from its source image and VOC box."""
+    """Every crop (one photo EXIF-rotated, one camera-sized), prepared from its source image and
+    the image's VOC boxes."""
     params = load_params()
-    margin, resize = params["crop"]["margin"], params["resize"]
     images = np.load(IMAGES)
     manifest = {row["crop"]: row for row in read_csv(CROPS_DIR / MANIFEST)}
+    assert any(max(int(row["height"]), int(row["width"])) == params["crop"]["max_side"]
+               for row in manifest.values())  # the camera-sized photo's crops were shrunk
+    items_of: dict[str, list[dict]] = {}
     for item in read_csv(ITEMS):
-        image = predict.load_image(SAMPLE / item["source"], params["crop"]["max_pixels"])
-        array, region = predict.model_input(image, voc_box(item), margin, resize["size"],
-                                            resize["mode"])
-        assert region == tuple(int(manifest[item["crop"]][k]) for k in BOX_FIELDS)
-        assert array.dtype == np.uint8 and np.array_equal(array, images[int(item["index"])])
+        items_of.setdefault(item["source"], []).append(item)
+    for source, items in items_of.items():
+        path = SAMPLE / source
+        image = predict.load_image(path, params["crop"]["max_pixels"])
+        boxes = predict.Annotation(path.with_suffix(".xml")).boxes(path)
+        arrays, regions = predict.model_inputs(path, image, boxes, params["crop"],
+                                               params["resize"])
+        for item in items:
+            index = int(item["crop"].rsplit("-", 1)[1])
+            assert regions[index] == tuple(int(manifest[item["crop"]][k]) for k in BOX_FIELDS)
+            array = arrays[index]
+            assert array.dtype == np.uint8 and np.array_equal(array, images[int(item["index"])])
 
 
 def recorded_predictions() -> dict[tuple[Path, Box], tuple[str, float]]:
