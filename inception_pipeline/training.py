@@ -40,9 +40,9 @@ class WarmUp(keras.optimizers.schedules.LearningRateSchedule):
     """The learning rate rises linearly from lr / steps to lr over the first ``steps`` steps,
     then follows ``after`` (a schedule or a constant), counted from the end of the warm-up.
 
-    Adam's first updates are about lr in size for every weight whatever its gradient, and
-    batch-norm statistics lag weights that move that fast; a warm-up lets them follow
-    (docs/study.md, "Every network learns").
+    Adam's first updates are about lr in size for every weight whatever its gradient; a warm-up
+    keeps the first steps small while batch-norm statistics settle. What it does for each
+    network here is measured in docs/study.md, "Every network learns".
     """
 
     def __init__(self, lr: float, steps: int, after):
