@@ -329,7 +329,7 @@ def peak_rss_mb(code: str, **names) -> tuple[float, float]:
                + "".join(f"{name} = {value!r}\n" for name, value in names.items())
                + "base = rss()\n" + code + "\nprint(base, rss())")
     done = subprocess.run([sys.executable, "-c", program], cwd=ROOT, capture_output=True,
-                          text=True, check=True)
+                          text=True, check=True, timeout=120)
     base, peak = map(float, done.stdout.split())
     return base, peak
 

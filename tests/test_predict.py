@@ -159,6 +159,6 @@ def test_bad_input_is_one_line_and_exit_status_2(picture, capsys, argv, message)
 def test_command_line_reports_a_bad_file_in_one_line(picture):
     done = subprocess.run([sys.executable, "-m", "stages.predict", "notes.txt"], check=False,
                           cwd=picture, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, timeout=300)
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr == "error: notes.txt: unreadable image (UnidentifiedImageError)\n"
