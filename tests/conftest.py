@@ -1,13 +1,14 @@
 import os
-import sys
+import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 
+from inception_pipeline.runtime import configure_tensorflow
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+configure_tensorflow()  # the tests' own TensorFlow runs as the stages' does
 
 
 @pytest.fixture
@@ -20,3 +21,39 @@ def in_tmp(tmp_path, monkeypatch):
     """Run the test from an empty folder, as DVC runs a stage from the project root."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def baseline(tmp_path_factory):
+    """tests/test_e2e.py's tiny project after a full `dvc repro`, committed: built once for the
+    session (it is the suite's most expensive set-up). Read only: a test that changes the
+    project works on ``project_copy``."""
+    from tests.test_e2e import ALL_STAGES, Repo, stages_run, tiny_params
+
+    repo = Repo.project(tmp_path_factory.mktemp("baseline"), tiny_params())
+    output = repo.dvc("repro")
+    assert stages_run(output) == ALL_STAGES, output
+    repo.commit("baseline run")
+    return repo
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    # DVC never writes a cache file in place (it writes a new file and renames it), so copies
+    # can share them; workspace files are copied, as `dvc checkout` may rewrite them.
+    if f"{os.sep}.dvc{os.sep}cache{os.sep}" in source:
+        os.link(source, target)
+    else:
+        shutil.copy2(source, target)
+
+
+@pytest.fixture
+def project_copy(baseline, tmp_path):
+    """A copy of ``baseline`` of the test's own (git history, workspace, DVC cache), so that a
+    test's changes, or its failure halfway, never reach the next test."""
+    from tests.test_e2e import Repo
+
+    path = tmp_path / "project"
+    # .dvc/tmp holds locks and path-keyed state: the copy makes its own.
+    shutil.copytree(baseline.path, path, symlinks=True, copy_function=_link_or_copy,
+                    ignore=lambda folder, _: ["tmp"] if folder.endswith(f"{os.sep}.dvc") else [])
+    return Repo(path)

@@ -5,7 +5,6 @@ import json
 import re
 
 import pytest
-from test_crop import write_image, write_params
 
 from inception_pipeline.annotations import (
     AnnotationError,
@@ -20,6 +19,7 @@ from inception_pipeline.errors import PipelineError
 from inception_pipeline.io import read_csv
 from inception_pipeline.sources import sidecar_paths
 from stages import crop
+from tests.test_crop import write_image, write_params
 
 BOX_FIELDS = ("xmin", "ymin", "xmax", "ymax")
 

@@ -22,7 +22,6 @@ import numpy as np
 import pytest
 import yaml
 from PIL import Image, ImageDraw
-from test_crop import write_image, write_params
 
 from inception_pipeline.annotations import AnnotationError
 from inception_pipeline.crop_store import load_crop
@@ -35,6 +34,7 @@ from inception_pipeline.splitting import content_groups
 from inception_pipeline.synthetic import Object, voc_xml
 from stages import crop, pack, resize, split
 from stages.pack import ITEM_FIELDS
+from tests.test_crop import write_image, write_params
 
 ROOT = Path(__file__).resolve().parents[1]
 RED, BLUE, TEAL = (220, 20, 20), (20, 20, 220), (20, 160, 160)
@@ -341,7 +341,7 @@ def peak_rss_mb(code: str, **names) -> tuple[float, float]:
                + "".join(f"{name} = {value!r}\n" for name, value in names.items())
                + "base = rss()\n" + code + "\nprint(base, rss())")
     done = subprocess.run([sys.executable, "-c", program], cwd=ROOT, capture_output=True,
-                          text=True, check=True)
+                          text=True, check=True, timeout=120)
     base, peak = map(float, done.stdout.split())
     return base, peak
 

@@ -74,12 +74,13 @@ def write_predictions(path: Path, outcomes: str) -> None:
 
 def test_cli_reads_each_revision_from_git(in_tmp, capsys):
     def git(*args):
-        subprocess.run(["git", *args], check=True, capture_output=True)
+        subprocess.run(["git", *args], check=True, capture_output=True, timeout=60)
 
     git("init", "-q", "-b", "main")
     git("config", "user.name", "test")
     git("config", "user.email", "test@example.com")
-    subprocess.run([str(Path(sys.executable).parent / "dvc"), "init", "-q"], check=True)
+    subprocess.run([str(Path(sys.executable).parent / "dvc"), "init", "-q"], check=True,
+                   timeout=120)
     for tag, outcomes in (("weak", "10" * 100), ("strong", "1" * 190 + "0" * 10)):
         write_predictions(in_tmp / PREDICTIONS, outcomes)
         git("add", "-A")

@@ -119,6 +119,32 @@ def test_crop_stage_accounts_for_every_file(in_tmp):
                                             "cat/good.jpg"}
 
 
+def test_tiff_bmp_gif_and_webp_photos_are_cropped(in_tmp):
+    """Each format, written by Pillow into a class folder with its VOC box, gives its crop: the
+    box's pixels as Pillow decodes the file (GIF's palette and WebP's lossy coding included)."""
+    raw = in_tmp / "raw"
+    gradient = np.zeros((40, 60, 3), np.uint8)
+    gradient[..., 0], gradient[..., 1] = np.arange(60) * 4, np.arange(40)[:, None] * 6
+    names = [f"photo.{suffix}" for suffix in ("tif", "bmp", "gif", "webp")]
+    (raw / "cat").mkdir(parents=True)
+    for name in names:
+        Image.fromarray(gradient).save(raw / "cat" / name)
+        (raw / "cat" / name).with_suffix(".xml").write_bytes(
+            voc_xml(name, "cat", (60, 40), [Object("cat", (10, 5, 30, 25))]))
+    write_params(in_tmp)
+
+    crop.main()
+
+    metrics = json.loads((in_tmp / "metrics/data.json").read_text())
+    assert (metrics["files_accepted"], metrics["files_rejected"], metrics["crops"]) == (4, 0, 4)
+    manifest = {row["crop"]: row for row in read_csv(in_tmp / "data/crops/manifest.csv")}
+    assert sorted(manifest) == sorted(f"cat/{name}-0" for name in names)
+    for name in names:
+        decoded = np.asarray(Image.open(raw / "cat" / name).convert("RGB"))
+        assert np.array_equal(crop.load_crop(manifest[f"cat/{name}-0"]), decoded[5:25, 10:30]), \
+            name
+
+
 def test_csv_annotations_and_skipping_images_without_box(in_tmp):
     raw = in_tmp / "raw"
     write_image(raw / "a" / "1.jpg")

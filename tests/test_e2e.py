@@ -1,7 +1,11 @@
-"""End to end: real `dvc repro` / `dvc exp run` in a temporary git repo on a tiny configuration.
+"""End to end: real `dvc repro` / `dvc exp run` in a temporary git repo on a tiny configuration
+(the session's baseline run, built once by tests/conftest.py; tests that change it take a copy).
 
 Shows the caching contract of dvc.yaml: a second repro runs nothing, and each params change
-reruns exactly the stages that read the changed key (and those downstream of a changed output).
+reruns exactly the stages that read the changed key (and those downstream of a changed output);
+and what a run leaves: a report true to its metrics, predictions the command line repeats,
+outputs a retrain reproduces byte for byte, training that survives a kill, results a teammate
+pulls.
 """
 
 import csv
@@ -17,6 +21,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from inception_pipeline.io import read_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ["dvc.yaml", "params.yaml", "stages", "inception_pipeline", "models", ".dvc/config",
@@ -64,14 +70,22 @@ class Repo:
         repo.commit("project")
         return repo
 
-    def run(self, *args: str) -> str:
-        done = subprocess.run(args, cwd=self.path, env=self.env, capture_output=True, text=True,
-                              check=False)
-        assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
-        return done.stdout + done.stderr
+    def run(self, *args: str, timeout: float = 600) -> str:
+        """Run ``args`` in the repo; it must succeed within ``timeout`` seconds. A command that
+        does not, or whose test times out, is killed with what it started (DVC's stages)."""
+        process = subprocess.Popen(args, cwd=self.path, env=self.env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        finally:
+            if process.returncode is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        assert process.returncode == 0, f"{' '.join(args)} failed:\n{stdout}\n{stderr}"
+        return stdout + stderr
 
-    def dvc(self, *args: str) -> str:
-        return self.run(str(Path(sys.executable).parent / "dvc"), *args)
+    def dvc(self, *args: str, timeout: float = 600) -> str:
+        return self.run(str(Path(sys.executable).parent / "dvc"), *args, timeout=timeout)
 
     def commit(self, message: str) -> None:
         self.run("git", "add", "-A")
@@ -82,30 +96,74 @@ def stages_run(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Repo:
-    repo = Repo.project(tmp_path_factory.mktemp("project"), tiny_params())
-    output = repo.dvc("repro")
-    assert stages_run(output) == ALL_STAGES, output
-    repo.commit("baseline run")
-    return repo
-
-
-def test_second_repro_runs_nothing(repo):
-    output = repo.dvc("repro")
+def test_second_repro_runs_nothing(baseline):
+    output = baseline.dvc("repro")
     assert stages_run(output) == set(), output
     assert "didn't change, skipping" in output
 
 
-@pytest.mark.parametrize("change, expected", [
-    ("train.lr=0.01", {"train", "evaluate", "report"}),
-    ("resize.size=80", {"resize", "pack", "train", "evaluate", "report"}),
-])
-def test_experiment_reruns_only_what_the_change_affects(repo, change, expected):
-    output = repo.dvc("exp", "run", "-S", change)
-    assert stages_run(output) == expected, output
-    repo.run("git", "checkout", "-q", "--", ".")  # back to the baseline workspace
-    repo.dvc("checkout", "-q")
+# A change that train alone reads (train.loss, rerunning train, evaluate and report) is
+# tests/test_cookbook.py's first step.
+def test_experiment_reruns_only_what_the_change_affects(project_copy):
+    output = project_copy.dvc("exp", "run", "-S", "resize.size=80")
+    assert stages_run(output) == {"resize", "pack", "train", "evaluate", "report"}, output
+
+
+def markdown_rows(text: str) -> list[list[str]]:
+    """The cells of a markdown table's rows, header first (the |---| line left out)."""
+    return [[cell.strip() for cell in line.strip("|").split("|")]
+            for line in text.splitlines() if line.startswith("|") and not line.startswith("|-")]
+
+
+def test_report_states_the_runs_settings_scores_and_data_counts(baseline):
+    """reports/report.md against params.yaml, metrics/evaluate.json, metrics/data.json and
+    plots/predictions.csv of the same run."""
+    root = baseline.path
+    train = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))["train"]
+    scores = json.loads((root / "metrics/evaluate.json").read_text())
+    data = json.loads((root / "metrics/data.json").read_text())
+    predictions = read_csv(root / "plots/predictions.csv")
+    report = (root / "reports/report.md").read_text(encoding="utf-8")
+    sections = dict(re.findall(r"^## ([^\n]+)\n(.*?)(?=^## |\Z)", report, re.M | re.S))
+
+    assert report.split("\n\n")[1] == (
+        f"{train['model']}, weights {train['weights']}, {train['loss']} cross-entropy, "
+        f"{train['optimizer']}\nat lr {train['lr']} ({train['lr_schedule']}), batch "
+        f"{train['batch_size']}, {train['epochs']} epochs,\naugmentation "
+        f"{'on' if train['augment'] else 'off'}, seed {train['seed']}.")
+    [header, values] = markdown_rows(sections[f"Test set ({scores['test_images']} images)"])
+    assert header[0] == "top-1 accuracy"
+    keys = ["top1_accuracy", "top5_accuracy", "macro_f1", "categorical_crossentropy",
+            "binary_accuracy"]
+    assert values == [f"{scores[key]:.4f}" for key in keys]
+
+    quality, reasons = sections["Data quality (metrics/data.json)"].split("Reject lines")
+    assert {what: int(count) for what, count in markdown_rows(quality)[1:]} == {
+        key: value for key, value in data.items() if not isinstance(value, dict)}
+    assert ({reason: int(n) for reason, n in markdown_rows(reasons)[1:]}
+            == data["rejects_by_reason"])
+    wrong = sum(row["actual"] != row["predicted"] for row in predictions)
+    assert len(predictions) == scores["test_images"]
+    assert f"{wrong} of {len(predictions)} test crops are wrong" in \
+        sections["Misclassified test crops"]
+
+
+def test_predict_command_line_gives_evaluates_predictions_for_an_annotations_boxes(baseline):
+    """`inception-predict IMAGE --annotation XML --json` (the console script the Makefile
+    installs) with the run's trained model:
+    for every box of a test photo, the class and confidence evaluate recorded for its crop."""
+    recorded = {row["crop"]: row for row in read_csv(baseline.path / "plots/predictions.csv")}
+    manifest = read_csv(baseline.path / "data/crops/manifest.csv")
+    source = next(row["source"] for row in manifest if row["crop"] in recorded)
+    boxes = {tuple(int(row[k]) for k in ("xmin", "ymin", "xmax", "ymax")): recorded[row["crop"]]
+             for row in manifest if row["source"] == source}  # split keeps a photo together
+    image = Path("data/sample") / source
+    output = baseline.run(str(Path(sys.executable).parent / "inception-predict"), str(image),
+                          "--annotation", str(image.with_suffix(".xml")), "--json")
+    results, _ = json.JSONDecoder().raw_decode(output)  # the JSON line, before stderr's logs
+    assert {tuple(r["box"]): (r["top"][0]["class"], round(r["top"][0]["probability"], 4))
+            for r in results} == {box: (row["predicted"], float(row["confidence"]))
+                                  for box, row in boxes.items()}
 
 
 def curve(repo: Repo, split: str, name: str) -> list[tuple[int, float]]:
@@ -114,86 +172,46 @@ def curve(repo: Repo, split: str, name: str) -> list[tuple[int, float]]:
         return [(int(row["step"]), float(row[name])) for row in csv.DictReader(f, delimiter="\t")]
 
 
-def test_killed_training_resumes_from_its_last_epoch(repo):
-    """SIGKILL the whole `dvc repro` mid-training; the next `dvc repro` carries on from the last
-    completed epoch, and ends exactly where an uninterrupted run of the same settings ends."""
-    epochs = 6
-    params = yaml.safe_load((repo.path / "params.yaml").read_text(encoding="utf-8"))
-    params["train"]["epochs"] = epochs
-    (repo.path / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True,
-                                                          sort_keys=False))
+def test_killed_retrain_resumes_and_reproduces_the_run_byte_for_byte(project_copy, baseline):
+    """`dvc repro --force --downstream train`, SIGKILLed (all its processes) in the second and
+    last epoch, then run again: train carries on after epoch 1, and its curves and evaluate's
+    and report's outputs are byte for byte the baseline's, trained with the same settings
+    uninterrupted (train sets its seeds and TensorFlow's op determinism). That the resumed
+    weights are bit for bit is tests/test_resume.py's."""
+    repo = project_copy
+    # --downstream: evaluate and report rerun too, even if the model came out identical.
+    command = [str(Path(sys.executable).parent / "dvc"), "repro", "--force", "--downstream",
+               "train"]
     checkpoints = repo.path / ".checkpoints/train"
-    victim = subprocess.Popen([str(Path(sys.executable).parent / "dvc"), "repro"], cwd=repo.path,
-                              env=repo.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
+    victim = subprocess.Popen(command, cwd=repo.path, env=repo.env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 400
     try:
-        while not list(checkpoints.glob("epoch-0002")) and victim.poll() is None:
+        while not (checkpoints / "epoch-0001").exists() and victim.poll() is None:
+            assert time.monotonic() < deadline, "no checkpoint of epoch 1 in 400 s"
             time.sleep(0.05)
     finally:
         os.killpg(victim.pid, signal.SIGKILL)
         victim.wait()
     assert victim.returncode == -signal.SIGKILL, "training finished before it could be killed"
-    saved = max(int(p.name.split("-")[1]) for p in checkpoints.glob("epoch-*"))
-    assert 2 <= saved < epochs
+    assert [p.name for p in checkpoints.glob("epoch-*")] == ["epoch-0001"]
 
-    output = repo.dvc("repro")
-    assert f"resuming after epoch {saved}" in output, output
+    # Forced again: unforced, DVC would restore the model its cache holds for these settings.
+    output = repo.run(*command)
+    assert stages_run(output) == {"train", "evaluate", "report"}, output
+    assert "resuming after epoch 1" in output, output
     assert not checkpoints.exists()  # a completed run removes its checkpoint
-    resumed = {split: curve(repo, split, "loss") for split in ("train", "eval")}
-    assert [step for step, _ in resumed["train"]] == list(range(epochs))
-    assert [step for step, _ in resumed["eval"]] == list(range(epochs))
-
-    repo.dvc("repro", "--force", "train")  # the same settings, never interrupted
-    assert {split: curve(repo, split, "loss") for split in ("train", "eval")} == resumed
-    repo.run("git", "checkout", "-q", "--", ".")
-    repo.dvc("checkout", "-q")
+    for split in ("train", "eval"):  # every epoch once, each with the uninterrupted run's loss
+        assert curve(repo, split, "loss") == curve(baseline, split, "loss")
+    for name in ["metrics/evaluate.json", "metrics/per_class.csv", "plots/predictions.csv",
+                 "reports/report.md"]:
+        assert (repo.path / name).read_bytes() == (baseline.path / name).read_bytes(), name
 
 
-# The networks whose outputs take their own paths through train, evaluate and report: GoogLeNet's
-# auxiliary heads, and a network of this project's own layers (evaluate reloads it in safe mode).
-# That every network builds and trains is tests/test_models.py's; tracing all five here cost
-# about a quarter of the suite's time.
-QUEUED_NETWORKS = ["googlenet", "inception_resnet_v1"]
-
-
-def test_other_networks_run_from_the_queue_two_at_a_time(repo):
-    """`dvc exp run --queue -S train.model=NAME`, run by two queue workers at once
-    (`dvc queue start -j 2`): each finishes with its own, separate results."""
-    names = QUEUED_NETWORKS
-    assert tiny_params()["train"]["model"] not in names
-    for name in names:
-        repo.dvc("exp", "run", "--queue", "-n", f"net-{name}", "-S", f"train.model={name}")
-    repo.dvc("queue", "start", "-j", "2")
-    deadline = time.monotonic() + 1800
-    while re.search(r"\b(Queued|Running)\b", status := repo.dvc("queue", "status")):
-        assert time.monotonic() < deadline, status
-        time.sleep(5)
-    assert len(re.findall(r"\bSuccess\b", status)) == len(names), status
-
-    results = {}
-    for baseline_row in json.loads(repo.dvc("exp", "show", "--json")):
-        for experiment in baseline_row.get("experiments") or []:
-            run = experiment["revs"][0]
-            if (run.get("name") or "").startswith("net-"):
-                data = run["data"]
-                results[run["name"]] = (
-                    data["params"]["params.yaml"]["data"]["train"]["model"],
-                    data["metrics"]["metrics/evaluate.json"]["data"],
-                    data["metrics"]["metrics/train/metrics.json"]["data"])
-    assert set(results) == {f"net-{name}" for name in names}
-    for name in names:
-        model, scores, train = results[f"net-{name}"]
-        assert model == name
-        assert scores["test_images"] > 0 and 0.0 <= scores["top1_accuracy"] <= 1.0
-        assert train["step"] == tiny_params()["train"]["epochs"] - 1
-    # Separate runs, not one result copied around: the networks' losses differ.
-    assert len({scores["categorical_crossentropy"] for _, scores, _ in results.values()}
-               ) == len(names)
-
-
-def test_teammate_pulls_results_from_a_remote_without_recomputing(repo, tmp_path):
+def test_teammate_pulls_results_from_a_remote_without_recomputing(project_copy, tmp_path):
     """`dvc push` to a shared remote (a local folder here; S3, GCS or SSH work alike), then a
     fresh clone does `dvc pull` and finds every stage up to date."""
+    repo = project_copy
     repo.dvc("remote", "add", "--local", "-d", "shared", str(tmp_path / "remote"))
     repo.dvc("push")
     clone = tmp_path / "clone"

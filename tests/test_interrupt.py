@@ -62,7 +62,6 @@ def within(tree: dict[str, str], out: str) -> dict[str, str]:
 
 def start(root: Path, stage: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", f"stages.{stage}"], cwd=root,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -70,7 +69,10 @@ def run(root: Path, stage: str) -> float:
     """Run ``stage`` to completion; its wall time in seconds."""
     began = time.monotonic()
     process = start(root, stage)
-    _, stderr = process.communicate()
+    try:
+        _, stderr = process.communicate(timeout=300)
+    finally:
+        process.kill()  # a no-op once it has exited
     assert process.returncode == 0, stderr.decode()
     return time.monotonic() - began
 
@@ -105,7 +107,7 @@ def test_killed_stages_leave_no_partial_output_and_rerun_identically(tmp_path):
             process = start(work, stage)
             time.sleep(took[stage] * fraction)
             process.send_signal(signal.SIGKILL)
-            process.wait()
+            process.wait(timeout=60)
             check_outputs_whole(work, f"after killing {stage} at {fraction:.0%}")
             leftovers |= {p for p in snapshot(work) if TEMPORARY.search(p)}
         run(work, stage)
@@ -116,7 +118,7 @@ def test_killed_stages_leave_no_partial_output_and_rerun_identically(tmp_path):
     process = start(work, "crop")
     time.sleep(took["crop"] * 0.95)
     process.send_signal(signal.SIGKILL)
-    process.wait()
+    process.wait(timeout=60)
     check_outputs_whole(work, "after killing a rerun of crop")
     run(work, "crop")
     assert snapshot(work) == expected

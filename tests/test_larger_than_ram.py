@@ -47,8 +47,14 @@ def label(i: int) -> str:
     return f"class{i % CLASSES:02d}"
 
 
+# Said by every skip: where the test can run.
+HOW_TO_RUN = ("it needs a memory cgroup it can create and limit: run it as root with cgroup v1, "
+              "or on cgroup v2 where memory can be delegated to a new cgroup beside this "
+              "process's (e.g. a VM or host, or `docker run --privileged --cgroupns=host`)")
+
+
 class MemoryCgroup:
-    """A child memory cgroup of this process's own (cgroup v1 or v2) with a settable limit."""
+    """A memory cgroup made for the test (cgroup v1 or v2) with a settable limit."""
 
     def __init__(self, path: Path, limit_file: str, oom_file: str):
         self.path, self.limit_file, self.oom_file = path, limit_file, oom_file
@@ -69,8 +75,8 @@ class MemoryCgroup:
         """Run ``argv`` from ``root`` inside the cgroup (the shell moves itself in, then execs)."""
         return subprocess.run(
             ["sh", "-c", 'echo $$ > "$0" && exec "$@"', str(self.path / "cgroup.procs"), *argv],
-            cwd=root, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
-            text=True, check=False)
+            cwd=root, capture_output=True,
+            text=True, check=False, timeout=900)
 
     def run_killed(self, root: Path, *argv: str) -> subprocess.CompletedProcess:
         """Run ``argv``, which must be OOM-killed in the cgroup (the limit bites)."""
@@ -80,43 +86,65 @@ class MemoryCgroup:
         return done
 
 
-def own_memory_cgroup() -> tuple[Path, str, str] | str:
-    """(folder, limit file, OOM counter file) of this process's memory cgroup, or why none."""
+def memory_cgroup_parent() -> tuple[Path, str, str, bool] | str:
+    """(folder to make the test's cgroup in, limit file, OOM counter file, whether the test
+    enabled the memory controller for that folder's children), or why there is none."""
     lines = Path("/proc/self/cgroup").read_text().splitlines()
     v1 = [line.split(":", 2)[2] for line in lines if "memory" in line.split(":")[1].split(",")]
     if v1:
-        return Path("/sys/fs/cgroup/memory" + v1[0]), "memory.limit_in_bytes", "memory.oom_control"
+        return (Path("/sys/fs/cgroup/memory" + v1[0]), "memory.limit_in_bytes",
+                "memory.oom_control", False)
     v2 = [line.split(":", 2)[2] for line in lines if line.startswith("0::")]
-    if not v2:
-        return "no memory cgroup in /proc/self/cgroup"
-    folder = Path("/sys/fs/cgroup" + v2[0])
-    try:  # a v2 child has memory.max only if its parent delegates the controller
-        (folder / "cgroup.subtree_control").write_text("+memory")
-    except OSError as err:
-        return f"cannot enable the memory controller for children of {folder}: {err}"
-    return folder, "memory.max", "memory.events"
+    mount = Path("/sys/fs/cgroup")
+    if not v2 or not (mount / "cgroup.controllers").exists():
+        return f"no memory cgroup: neither a v1 memory hierarchy nor cgroup v2 at {mount}"
+    # A v2 cgroup has memory.max only if its parent lists memory in cgroup.subtree_control, and
+    # only a cgroup without processes of its own (or the root) may: so this process's own cgroup
+    # rarely can, and the test's goes beside it, under the nearest ancestor that can.
+    own = mount / v2[0].strip("/")
+    refused = []
+    for folder in (own, *own.parents[:len(own.relative_to(mount).parts)]):
+        if "memory" in (folder / "cgroup.subtree_control").read_text().split():
+            return folder, "memory.max", "memory.events", False
+        if "memory" in (folder / "cgroup.controllers").read_text().split():
+            try:
+                (folder / "cgroup.subtree_control").write_text("+memory")
+            except OSError as err:
+                refused.append(f"{folder}: {err.strerror}")
+                continue
+            return folder, "memory.max", "memory.events", True
+    return ("cannot enable the memory controller for a cgroup's children ("
+            + "; ".join(refused or ["no cgroup offers it"]) + ")")
 
 
 @pytest.fixture(scope="module")
 def memory_cgroup():
-    found = own_memory_cgroup()
+    """The test's own memory cgroup, removed afterwards, with the memory controller disabled
+    again where the test enabled it."""
+    found = memory_cgroup_parent()
     if isinstance(found, str):
-        pytest.skip(found)
-    parent, limit_file, oom_file = found
+        pytest.skip(f"{found}; {HOW_TO_RUN}")
+    parent, limit_file, oom_file, enabled = found
     path = parent / f"test_larger_than_ram.{os.getpid()}"
     try:
-        path.mkdir()
-    except OSError as err:
-        pytest.skip(f"cannot create a memory cgroup under {parent}: {err}")
-    if not (path / limit_file).exists():
+        try:
+            path.mkdir()
+        except OSError as err:
+            pytest.skip(f"cannot create a memory cgroup under {parent} ({err.strerror}); "
+                        f"{HOW_TO_RUN}")
+        if not (path / limit_file).exists():
+            path.rmdir()
+            pytest.skip(f"{path} has no {limit_file}: the memory controller is not enabled "
+                        f"there; {HOW_TO_RUN}")
+        yield MemoryCgroup(path, limit_file, oom_file)
+        for _ in range(50):  # a killed process can take a moment to leave the cgroup
+            if not (path / "cgroup.procs").read_text().strip():
+                break
+            time.sleep(0.1)
         path.rmdir()
-        pytest.skip(f"{path} has no {limit_file}: the memory controller is not enabled there")
-    yield MemoryCgroup(path, limit_file, oom_file)
-    for _ in range(50):  # a killed process can take a moment to leave the cgroup
-        if not (path / "cgroup.procs").read_text().strip():
-            break
-        time.sleep(0.1)
-    path.rmdir()
+    finally:
+        if enabled:
+            (parent / "cgroup.subtree_control").write_text("-memory")
 
 
 @pytest.fixture
@@ -186,6 +214,7 @@ def test_resize_and_pack_stream_an_array_larger_than_their_memory_limit(project,
                              "import numpy as np; np.load('data/packed/images.npy')")
 
 
+@pytest.mark.timeout(1800)  # 155 s to 497 s on 2 cores, as other jobs loaded them
 def test_train_and_evaluate_read_rows_across_an_array_larger_than_their_memory_limit(
         project, memory_cgroup):
     write_packed(project, TRAIN_ROWS)

@@ -5,6 +5,8 @@ minimum input sizes params validation relies on."""
 import copy
 import functools
 import math
+import re
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -17,6 +19,7 @@ from models import AUX_LOSS_WEIGHT, NETWORKS, build_classifier
 pytestmark = pytest.mark.filterwarnings(
     "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
 
+ROOT = Path(__file__).resolve().parents[1]
 SIZE, CLASSES = 75, 51
 IMAGES = np.random.default_rng(0).integers(0, 256, (2, SIZE, SIZE, 3), dtype=np.uint8)
 LABELS = keras.utils.to_categorical([0, 1], CLASSES)
@@ -86,6 +89,29 @@ def test_every_network_trains_one_step_at_75(classifiers, name):
                for output in model.outputs)
 
 
+def readme_parameter_counts() -> dict[str, int]:
+    """README's table of networks: name -> its "params at 75x75, 51 classes" column."""
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    start = lines.index("| name | what | params at 75x75, 51 classes | forward multiply-adds at "
+                        "75x75 | training images/s, 2 cores | min input | ImageNet weights |")
+    counts = {}
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            return counts
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        counts[re.match(r"`(\w+)`", cells[0])[1]] = int(cells[2].replace(",", ""))
+    return counts
+
+
+def test_readme_parameter_counts_at_75_with_the_studys_classes(classifiers, default_params):
+    """bench/model_table.py's counts as README quotes them (augmentation has no weights, so
+    these classifiers count the same as its augment=False ones)."""
+    assert default_params["sample"]["classes"] == CLASSES
+    counts = readme_parameter_counts()
+    assert list(counts) == list(NETWORKS)
+    assert {name: classifiers(name).count_params() for name in NETWORKS} == counts
+
+
 def test_batch_norm_momentum_reaches_the_auxiliary_heads(classifiers):
     model = classifiers("googlenet")
     assert model.get_layer("aux1_conv_bn").momentum == 0.9
@@ -116,9 +142,13 @@ def test_residual_scale_defaults_to_0_1_and_is_settable(classifiers):
 
 @pytest.mark.parametrize("name", list(NETWORKS))
 def test_one_pixel_below_min_input_fails_to_build(name):
-    with pytest.raises(ValueError):
-        build_classifier(name, NETWORKS[name].min_input - 1, CLASSES, weights=None,
-                         bn_momentum=0.9, augment=False, seed=0)
+    size = NETWORKS[name].min_input - 1
+    # keras.applications checks the input size; in our networks a pooling layer's grid vanishes.
+    too_small = (rf"Input size must be at least {size + 1}x{size + 1}"
+                 r"|Computed output size would be zero or negative")
+    with pytest.raises(ValueError, match=too_small):
+        build_classifier(name, size, CLASSES, weights=None, bn_momentum=0.9, augment=False,
+                         seed=0)
 
 
 def test_googlenet_builds_at_its_min_input():

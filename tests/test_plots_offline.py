@@ -26,9 +26,9 @@ from pathlib import Path
 import pytest
 from dvc_render.html import PAGE_HTML
 from PIL import Image
-from test_e2e import ROOT, Repo, tiny_params
 
 from plots_offline.build import PACKAGES, TEMPLATE, page
+from tests.test_e2e import ROOT, Repo, tiny_params
 
 CURVE_PLOTS = {"Top-1_accuracy_per_epoch__train_vs_validation_",
                "Loss_per_epoch__train_vs_validation_"}
