@@ -120,7 +120,12 @@ def fit_together(model, strategy, cfg: dict, train_batches, val_batches) -> None
     from dvclive.keras import DVCLiveCallback
 
     from models import AUX_LOSS_WEIGHT
-    from stages.distributed import fit_multi_worker, read_tf_config, save_model
+    from stages.distributed import (
+        fit_multi_worker,
+        read_tf_config,
+        save_model,
+        wait_for_all_workers,
+    )
     from stages.training import EpochTimer, MainHeadLogNames, loss_weights, make_loss
 
     task = read_tf_config()
@@ -135,6 +140,7 @@ def fit_together(model, strategy, cfg: dict, train_batches, val_batches) -> None
                      make_loss(cfg["loss"], cfg["label_smoothing"], reduction=None),
                      loss_weights(model.output_names, AUX_LOSS_WEIGHT), callbacks)
     save_model(model, MODEL_PATH, task.is_chief)
+    wait_for_all_workers("train: saved")  # exit together (stages.distributed)
     if task.is_chief:
         print(f"train: saved {MODEL_PATH}; curves in {LIVE_DIR}/")
 

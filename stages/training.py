@@ -294,8 +294,9 @@ def distribution_strategy(name: str) -> tf.distribute.Strategy:
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         return tf.distribute.MirroredStrategy([device.name for device in devices])
     if name == "multi_worker":
-        from stages.distributed import read_tf_config
+        from stages.distributed import configure_coordination_service, read_tf_config
 
         read_tf_config()  # raises a PipelineError naming the problem
+        configure_coordination_service()  # its heartbeat timeout (MULTI_WORKER_HEARTBEAT_SECONDS)
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
