@@ -8,7 +8,10 @@ Keras 3's fit() fails under MultiWorkerMirroredStrategy (keras-team/keras#20585)
   (``Batches.replica_part``), B / replicas rows.
 - Each replica's loss is the sum of its per-image losses over the rows of the whole global
   batch; the optimizer sums the replicas' gradients (an all-reduce over every worker), which
-  gives the gradient of the global batch's mean loss, as on one device.
+  gives the gradient of the global batch's mean loss, as on one device. Exactly so only for a
+  network without batch statistics: BatchNormalization normalises each replica's share with
+  the share's own mean and variance, so the replicas differentiate a slightly different loss.
+  (tests/test_distribute.py checks the sum against one device on a network without it.)
 - The curves are Keras metrics created under the strategy: reading one sums its totals over all
   replicas of all workers, so every worker gets the same numbers. They carry fit's names and
   go through the same callbacks (EpochTimer, MainHeadLogNames, DVCLive).
