@@ -9,13 +9,19 @@ Keras 3's fit() fails under MultiWorkerMirroredStrategy (keras-team/keras#20585)
   (``Batches.replica_part``), B / replicas rows.
 - Each replica's loss is the sum of its per-image losses over the rows of the whole global
   batch; the optimizer sums the replicas' gradients (an all-reduce over every worker), which
-  gives the gradient of the global batch's mean loss, as on one device.
+  gives the gradient of the global batch's mean loss, as on one device. Exactly so only for a
+  network without batch statistics: BatchNormalization normalises each replica's share with
+  the share's own mean and variance, so the replicas differentiate a slightly different loss.
+  (tests/test_distribute.py checks the sum against one device on a network without it.)
 - The curves are Keras metrics created under the strategy: reading one sums its totals over all
   replicas of all workers, so every worker gets the same numbers. They carry fit's names and
   go through the same callbacks (EpochTimer, MainHeadLogNames, DVCLive).
 - Only the chief writes into the project (the curves and the model). The other workers save
   the model too, into a temporary folder that is deleted: TensorFlow's multi-worker guide has
   every worker save, since saving can involve collective operations.
+- Then every worker waits for all the others (``wait_for_all_workers``) and they exit
+  together: the coordination service runs inside the chief, and a worker that exits while
+  another still works is an error for that one (tensorflow/tensorflow#58434).
 
 Every worker runs the same steps in the same order: each step waits for all of them.
 """
@@ -39,6 +45,14 @@ from inception_pipeline.training import metrics
 
 TF_CONFIG_EXAMPLE = ('{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
                      '"task": {"type": "worker", "index": 0}}')
+# Seconds without a heartbeat after which the coordination service declares a worker dead
+# and fails the others. TensorFlow's default, 10 s, with a heartbeat every 5 s that itself
+# fails after 5 s, is shorter than a busy machine can starve a process: two workers sharing
+# 2 cores failed with "heartbeat timeout" in their first step. A dead worker's peers notice
+# sooner anyway: its connections close.
+HEARTBEAT_ENV, HEARTBEAT_DEFAULT = "MULTI_WORKER_HEARTBEAT_SECONDS", 120
+# A worker that stops sending heartbeats fails the exit barrier earlier than this.
+EXIT_BARRIER_SECONDS = 3600
 
 
 def distribution_strategy(name: str) -> tf.distribute.Strategy:
@@ -58,6 +72,7 @@ def distribution_strategy(name: str) -> tf.distribute.Strategy:
         return tf.distribute.MirroredStrategy([device.name for device in devices])
     if name == "multi_worker":
         read_tf_config()  # raises a PipelineError naming the problem
+        configure_coordination_service()  # its heartbeat timeout (MULTI_WORKER_HEARTBEAT_SECONDS)
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
 
@@ -95,6 +110,35 @@ def read_tf_config(text: str | None = None) -> Task:
             raise PipelineError(f"TF_CONFIG: {address!r} is not host:port")
     is_chief = kind == "chief" or ("chief" not in tasks and index == 0)
     return Task(kind, index, sum(map(len, tasks.values())), is_chief)
+
+
+def configure_coordination_service() -> None:
+    """Set the coordination service's heartbeat timeout to MULTI_WORKER_HEARTBEAT_SECONDS
+    (default 120). Call before creating MultiWorkerMirroredStrategy: it starts the service
+    with this configuration, as it would its own (TF 2.21, collective_all_reduce_strategy.py),
+    and only when none is configured yet. TensorFlow has no public setting for it."""
+    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+    from tensorflow.python.distribute import multi_worker_util
+    from tensorflow.python.eager import context
+
+    text = os.environ.get(HEARTBEAT_ENV, str(HEARTBEAT_DEFAULT))
+    if not text.isdigit() or int(text) == 0:
+        raise PipelineError(f"{HEARTBEAT_ENV}={text!r}: expected a whole number of seconds > 0")
+    cluster = tf.distribute.cluster_resolver.TFConfigClusterResolver().cluster_spec()
+    context.context().configure_coordination_service(
+        service_type="standalone",
+        service_leader=multi_worker_util.coordination_leader(cluster),
+        heartbeat_timeout_in_ms=int(text) * 1000,
+        coordinated_jobs=[coordination_config_pb2.CoordinatedJob(name=job,
+                                                                 num_tasks=cluster.num_tasks(job))
+                          for job in ("chief", "worker") if job in cluster.jobs])
+
+
+def wait_for_all_workers(barrier: str) -> None:
+    """Return once every worker has called this with ``barrier``."""
+    from tensorflow.python.eager import context
+
+    context.context().wait_at_barrier(barrier, EXIT_BARRIER_SECONDS * 1000)
 
 
 def check_batch_size(batch_size: int, train_rows: int, replicas: int) -> None:

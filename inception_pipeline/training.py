@@ -17,7 +17,7 @@ class ProbabilityBinaryCrossentropy(keras.losses.BinaryCrossentropy):
     it for a softmax classifier: ``train.loss: binary_probabilities``.
 
     Keras 3's BinaryCrossentropy, given a softmax output, takes the logits Keras cached on it
-    and treats them as sigmoid logits (README, "What train.loss: binary computes").
+    and treats them as sigmoid logits (docs/study.md, "The study's metric pitfall, made visible").
     """
 
     def call(self, y_true, y_pred):

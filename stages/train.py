@@ -130,7 +130,12 @@ def fit_together(model, strategy, cfg: dict, train_batches, val_batches) -> None
     from dvclive import Live
     from dvclive.keras import DVCLiveCallback
 
-    from inception_pipeline.distributed import fit_multi_worker, read_tf_config, save_model
+    from inception_pipeline.distributed import (
+        fit_multi_worker,
+        read_tf_config,
+        save_model,
+        wait_for_all_workers,
+    )
     from inception_pipeline.training import EpochTimer, MainHeadLogNames, loss_weights, make_loss
     from models import AUX_LOSS_WEIGHT
 
@@ -146,6 +151,7 @@ def fit_together(model, strategy, cfg: dict, train_batches, val_batches) -> None
                      make_loss(cfg["loss"], cfg["label_smoothing"], reduction=None),
                      loss_weights(model.output_names, AUX_LOSS_WEIGHT), callbacks)
     save_model(model, MODEL, task.is_chief)
+    wait_for_all_workers("train: saved")  # exit together (inception_pipeline.distributed)
     if task.is_chief:
         print(f"train: saved {MODEL}; curves in {TRAIN_LIVE_DIR}/")
 
