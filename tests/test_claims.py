@@ -118,3 +118,39 @@ def test_overrides_carry_budget_setting_and_seed():
             "settings": {"no_augmentation": {"train.augment": False}}}
     assert claims.overrides(grid, "no_augmentation", 2) == [
         "train.epochs=8", "train.warmup_epochs=1", "train.augment=false", "train.seed=2"]
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(1800)
+def test_claims_command_on_a_tiny_grid(project_copy):
+    """`inception-claims run` on the tiny project: queues each (setting, seed) as a DVC
+    experiment, keeps every run's results in claims/runs/, writes the report; run again, it
+    queues nothing."""
+    import sys
+    from pathlib import Path
+
+    repo = project_copy
+    grid = {"budget": {"train.epochs": 1}, "baseline": "default",
+            "settings": {"default": {}, "categorical": {"train.loss": "categorical"}},
+            "seeds": {"default": 1, "categorical": 1}}
+    (repo.path / "claims").mkdir()
+    (repo.path / "claims/grid.yaml").write_text(yaml.safe_dump(grid))
+    repo.commit("tiny claims grid")
+    claims_cli = str(Path(sys.executable).parent / "inception-claims")
+    output = repo.run(claims_cli, "run", timeout=1500)
+    assert "claims: claims-default-seed-0 done" in output, output
+    for setting in ("default", "categorical"):
+        folder = repo.path / f"claims/runs/{setting}/seed-0"
+        assert sorted(p.name for p in folder.iterdir()) == [
+            "evaluate.json", "predictions.csv", "train_accuracy.tsv", "val_accuracy.tsv"]
+        scores = json.loads((folder / "evaluate.json").read_text())
+        assert scores["test_images"] == len((folder / "predictions.csv").read_text()
+                                            .splitlines()) - 1
+        assert len((folder / "val_accuracy.tsv").read_text().splitlines()) == 2  # 1 epoch
+    report = (repo.path / "claims/report.md").read_text()
+    assert "| categorical | `train.loss=categorical` | 1 (1) |" in report
+    assert "| categorical | default | 1 |" in report
+    # Different runs, not one result copied: the two losses give different test probabilities.
+    assert (repo.path / "claims/runs/default/seed-0/predictions.csv").read_text() != (
+        repo.path / "claims/runs/categorical/seed-0/predictions.csv").read_text()
+    assert "every run of the grid is in claims/runs/" in repo.run(claims_cli, "run")
