@@ -39,6 +39,7 @@ def main() -> None:
     from inception_pipeline.batches import Batches, NpyRows
     from inception_pipeline.checkpoints import EpochCheckpoint, run_fingerprint, stage_dependencies
     from inception_pipeline.distributed import check_batch_size, distribution_strategy
+    from inception_pipeline.progress import TrainingProgress
     from inception_pipeline.training import (
         EpochTimer,
         MainHeadLogNames,
@@ -46,7 +47,7 @@ def main() -> None:
         make_loss,
         make_optimizer,
     )
-    from models import AUX_LOSS_WEIGHT, WeightsUnavailable, build_classifier
+    from models import AUX_LOSS_WEIGHT, WeightsUnavailable, build_classifier, save_classifier
 
     strategy = distribution_strategy(cfg["strategy"])
     keras.utils.set_random_seed(cfg["seed"])
@@ -97,12 +98,13 @@ def main() -> None:
     live.step = epochs_done  # DVCLive's own resume repeats step 0 after a single epoch
     # shuffle=False: Batches shuffles from (seed, epoch); Keras' own shuffle of the batch order
     # would draw from the global NumPy state, which a resumed run cannot restore.
-    model.fit(train_batches, validation_data=val_batches, epochs=cfg["epochs"], verbose=2,
+    progress = TrainingProgress(len(train_idx), cfg["batch_size"], len(val_batches))
+    model.fit(train_batches, validation_data=val_batches, epochs=cfg["epochs"], verbose=0,
               initial_epoch=epochs_done, shuffle=False,
-              callbacks=[EpochTimer(), MainHeadLogNames(), DVCLiveCallback(live=live),
+              callbacks=[EpochTimer(), MainHeadLogNames(), progress, DVCLiveCallback(live=live),
                          checkpoint])  # the checkpoint after DVCLive: it saves the curves
     with atomic_path(MODEL) as tmp:
-        model.save(tmp)
+        save_classifier(model, tmp)  # no optimizer state: resume has its own checkpoints
     checkpoint.discard()
     print(f"train: saved {MODEL}; curves in {TRAIN_LIVE_DIR}/")
 
