@@ -63,31 +63,36 @@ class TrainingProgress(keras.callbacks.Callback):
         self.images, self.batch_size, self.val_steps = images, batch_size, val_steps
         self.stream = stream or sys.stdout
         self.live = self.stream.isatty()
-        self.bar, self.last_epoch_seconds = None, None
+        self.bar, self.epoch_seconds = None, []
 
-    def run_left(self, epoch: int, epoch_left: float) -> float:
-        """Seconds left in the run: this epoch's, then each later epoch as long as the last
-        whole one (the first epoch, which builds the graph, is only an upper bound)."""
-        per_epoch = self.last_epoch_seconds or time.perf_counter() - self.start + epoch_left
+    def run_left(self, epoch: int, epoch_left: float, per_step: float) -> float:
+        """Seconds left in the run: this epoch's, then each later one as long as the shortest
+        epoch so far (the first builds the graph), or before any, as its steps."""
+        per_epoch = min(self.epoch_seconds, default=per_step * self.params["steps"])
         return epoch_left + (self.params["epochs"] - epoch - 1) * per_epoch
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.epoch, self.start, self.steps_end = epoch, time.perf_counter(), None
+        self.epoch, self.start = epoch, time.perf_counter()
+        self.steps_end = self.timed_from = None
         if self.live:
             self.bar = LiveBar(self.stream, self.params["steps"],
                                f"epoch {epoch + 1}/{self.params['epochs']}", "steps")
-            if self.last_epoch_seconds is None:
+            if not self.epoch_seconds:
                 self.bar.bar.set_postfix_str("building the graph: the first step is slow")
 
     def on_train_batch_end(self, batch, logs=None):
-        self.steps_end = time.perf_counter()
+        self.steps_end = now = time.perf_counter()
         if not self.live:
             return
-        elapsed = self.steps_end - self.start
-        rate = min((batch + 1) * self.batch_size, self.images) / elapsed
-        left = (self.params["steps"] - batch - 1) * elapsed / (batch + 1)
+        # Time left from the steps after the epoch's first, which may have built the graph.
+        if self.timed_from is None:
+            self.timed_from, per_step = (now, batch), (now - self.start) / (batch + 1)
+        else:
+            per_step = (now - self.timed_from[0]) / (batch - self.timed_from[1])
+        rate = min((batch + 1) * self.batch_size, self.images) / (now - self.start)
+        left = (self.params["steps"] - batch - 1) * per_step
         self.bar.update(f"{rate:.1f} images/s, loss {logs['loss']:.4f}, "
-                        f"run {duration(self.run_left(self.epoch, left))} left")
+                        f"run {duration(self.run_left(self.epoch, left, per_step))} left")
 
     def on_test_begin(self, logs=None):
         self.on_test_batch_end(-1)
@@ -99,11 +104,11 @@ class TrainingProgress(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         seconds = time.perf_counter() - self.start
         rate = self.images / (self.steps_end - self.start)
-        self.last_epoch_seconds = seconds
+        self.epoch_seconds.append(seconds)
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-        left = self.run_left(epoch, 0.0)
+        left = self.run_left(epoch, 0.0, 0.0)
         print(f"epoch {epoch + 1}/{self.params['epochs']}: {self.params['steps']} steps in "
               f"{seconds:.0f} s ({rate:.1f} images/s)"
               f"{f', run {duration(left)} left' if left else ''}"
