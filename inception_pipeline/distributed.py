@@ -42,6 +42,7 @@ from inception_pipeline.batches import Batches
 from inception_pipeline.errors import PipelineError
 from inception_pipeline.io import atomic_path
 from inception_pipeline.training import metrics
+from models import save_classifier
 
 TF_CONFIG_EXAMPLE = ('{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
                      '"task": {"type": "worker", "index": 0}}')
@@ -268,11 +269,12 @@ def distribute(strategy: tf.distribute.Strategy, batches: Batches):
 
 
 def save_model(model: keras.Model, path: Path, is_chief: bool) -> None:
-    """The chief saves ``model`` to ``path``; the others to a temporary folder, deleted."""
+    """The chief saves ``model`` to ``path`` for inference; the others to a temporary folder,
+    deleted."""
     if is_chief:
         with atomic_path(path) as tmp:
-            model.save(tmp)
+            save_classifier(model, tmp)
         return
     with tempfile.TemporaryDirectory() as folder:
-        model.save(Path(folder) / path.name)
+        save_classifier(model, Path(folder) / path.name)
 

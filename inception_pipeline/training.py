@@ -118,6 +118,10 @@ def compile_model(model: keras.Model, optimizer, loss: keras.losses.Loss,
     # and compiled 10 s longer (bench/train_step.py, BENCHMARKS.md).
     model.compile(optimizer=optimizer, loss=losses, loss_weights=weights, metrics=metric_map,
                   jit_compile=jit_compile)
+    # Built now, not in the first traced step: variables created there make tf.function trace
+    # the step twice and guard each one's initial value with a cond (IR-v2: 980 of them), which
+    # was most of the first step (bench/startup.py, BENCHMARKS.md "Start-up costs").
+    model.optimizer.build(model.trainable_variables)
 
 
 def loss_weights(output_names: list[str], aux_loss_weight: float) -> dict[str, float]:

@@ -97,6 +97,17 @@ def _layers(model):
             yield from _layers(layer)
 
 
+def save_classifier(model, path) -> None:
+    """Save what inference needs: the architecture and weights, without the optimizer's state or
+    compile settings. A .keras file saves every attribute of a compiled model, Adam's two
+    moment tensors per weight included (IR-v2: 3x the size); resume keeps them in its own
+    checkpoints. A new Functional over the same layers shares the weights and was never
+    compiled."""
+    import keras
+
+    keras.Model(model.inputs, model.outputs, name=model.name).save(path)
+
+
 def load_classifier(path):
     """Load a saved classifier for inference, in Keras' safe mode (no arbitrary code from the
     file). Uncompiled: predicting needs no loss, and the pipeline's own loss classes are not
@@ -108,12 +119,23 @@ def load_classifier(path):
     return keras.saving.load_model(path, safe_mode=True, compile=False)
 
 
-def class_probabilities(model, inputs):
+# Up to this many images (an array) go through one eager call: model.predict first traces and
+# optimises a graph, which for IR-v2 costs more than an eager pass over 64 images (BENCHMARKS.md,
+# "Start-up costs").
+EAGER_IMAGES = 64
+
+
+def class_probabilities(model, inputs, callbacks=None):
     """The main head's class probabilities (N, C) for ``inputs`` (an array or batches), as
-    float64; GoogLeNet's auxiliary heads are training aids, never evaluated or used."""
+    float64; GoogLeNet's auxiliary heads are training aids, never evaluated or used.
+    ``callbacks`` reach ``model.predict`` (batches, or more than EAGER_IMAGES images)."""
     import numpy as np
 
-    probs = model.predict(inputs, verbose=0)
+    if isinstance(inputs, np.ndarray) and len(inputs) <= EAGER_IMAGES:
+        probs = model(inputs, training=False)
+        probs = [np.asarray(p) for p in probs] if isinstance(probs, list) else np.asarray(probs)
+    else:
+        probs = model.predict(inputs, verbose=0, callbacks=callbacks)
     if isinstance(probs, list):
         probs = probs[model.output_names.index("predictions")]
     return probs.astype(np.float64)

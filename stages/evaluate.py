@@ -29,6 +29,7 @@ def main() -> None:
     configure_tensorflow()
 
     from inception_pipeline.batches import Batches, NpyRows
+    from inception_pipeline.progress import PredictionProgress
     from models import class_probabilities, load_classifier
 
     images = NpyRows(IMAGES)
@@ -39,7 +40,8 @@ def main() -> None:
 
     model = load_classifier(MODEL)
     batches = Batches(images, labels, test_idx, len(classes), params["evaluate"]["batch_size"])
-    probs = class_probabilities(model, batches)
+    probs = class_probabilities(model, batches, callbacks=[PredictionProgress(
+        "evaluate: predicting", len(test_idx), params["evaluate"]["batch_size"])])
     truth = labels[test_idx]
 
     scores = headline_metrics(probs, truth)

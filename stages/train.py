@@ -44,6 +44,7 @@ def main() -> None:
         stage_dependencies,
     )
     from inception_pipeline.distributed import check_batch_size, distribution_strategy
+    from inception_pipeline.progress import TrainingProgress
     from inception_pipeline.training import (
         EpochTimer,
         MainHeadLogNames,
@@ -51,7 +52,7 @@ def main() -> None:
         make_loss,
         make_optimizer,
     )
-    from models import AUX_LOSS_WEIGHT, WeightsUnavailable, build_classifier
+    from models import AUX_LOSS_WEIGHT, WeightsUnavailable, build_classifier, save_classifier
 
     strategy = distribution_strategy(cfg["strategy"])
     keras.utils.set_random_seed(cfg["seed"])
@@ -107,17 +108,18 @@ def main() -> None:
     live.step = epochs_done  # DVCLive's own resume repeats step 0 after a single epoch
     # shuffle=False: Batches shuffles from (seed, epoch); Keras' own shuffle of the batch order
     # would draw from the global NumPy state, which a resumed run cannot restore.
-    model.fit(train_batches, validation_data=val_batches, epochs=cfg["epochs"], verbose=2,
+    progress = TrainingProgress(len(train_idx), cfg["batch_size"], len(val_batches))
+    model.fit(train_batches, validation_data=val_batches, epochs=cfg["epochs"], verbose=0,
               initial_epoch=epochs_done, shuffle=False,
               # the checkpoint after DVCLive: it saves the curves
-              callbacks=[*callbacks, DVCLiveCallback(live=live), checkpoint])
+              callbacks=[*callbacks, progress, DVCLiveCallback(live=live), checkpoint])
     if cfg["patience"]:
         live.summary["best_epoch"] = early_stop.best_epoch  # 1-based; its weights are kept
         live.make_summary()
         print(f"train: kept the weights of epoch {early_stop.best_epoch} (best validation "
               f"top-1 {max(early_stop.scores):.4f}) of {len(early_stop.scores)}")
     with atomic_path(MODEL) as tmp:
-        model.save(tmp)
+        save_classifier(model, tmp)  # no optimizer state: resume has its own checkpoints
     checkpoint.discard()
     print(f"train: saved {MODEL}; curves in {TRAIN_LIVE_DIR}/")
 

@@ -4,16 +4,28 @@ minimum input sizes params validation relies on."""
 
 import copy
 import functools
+import io
+import json
 import math
 import re
+import zipfile
 from pathlib import Path
 
+import h5py
 import keras
 import numpy as np
 import pytest
 
 from inception_pipeline.params import problems
-from models import AUX_LOSS_WEIGHT, NETWORKS, build_classifier
+from inception_pipeline.training import compile_model, make_loss
+from models import (
+    AUX_LOSS_WEIGHT,
+    NETWORKS,
+    build_classifier,
+    class_probabilities,
+    load_classifier,
+    save_classifier,
+)
 
 # Keras' saving calls np.array on TensorFlow variables, whose __array__ predates NumPy 2.
 pytestmark = pytest.mark.filterwarnings(
@@ -89,9 +101,9 @@ def test_every_network_trains_one_step_at_75(classifiers, name):
                for output in model.outputs)
 
 
-def readme_parameter_counts() -> dict[str, int]:
-    """README's table of networks: name -> its "params at 75x75, 51 classes" column."""
-    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+def documented_parameter_counts() -> dict[str, int]:
+    """docs/study.md's table of networks: name -> its "params at 75x75, 51 classes" column."""
+    lines = (ROOT / "docs/study.md").read_text(encoding="utf-8").splitlines()
     start = lines.index("| name | what | params at 75x75, 51 classes | forward multiply-adds at "
                         "75x75 | training images/s, 2 cores | min input | ImageNet weights |")
     counts = {}
@@ -103,11 +115,11 @@ def readme_parameter_counts() -> dict[str, int]:
     return counts
 
 
-def test_readme_parameter_counts_at_75_with_the_studys_classes(classifiers, default_params):
-    """bench/model_table.py's counts as README quotes them (augmentation has no weights, so
+def test_documented_parameter_counts_at_75_with_the_studys_classes(classifiers, default_params):
+    """bench/model_table.py's counts as docs/study.md quotes them (augmentation has no weights, so
     these classifiers count the same as its augment=False ones)."""
     assert default_params["sample"]["classes"] == CLASSES
-    counts = readme_parameter_counts()
+    counts = documented_parameter_counts()
     assert list(counts) == list(NETWORKS)
     assert {name: classifiers(name).count_params() for name in NETWORKS} == counts
 
@@ -131,6 +143,34 @@ def test_inception_resnet_v1_reloads_in_safe_mode(classifiers, tmp_path):
     np.testing.assert_allclose(reloaded.predict(IMAGES, verbose=0),
                                model.predict(IMAGES, verbose=0), rtol=1e-5, atol=1e-6)
     assert residual_scales(reloaded, "inception_resnet_v1") == {0.1}
+
+
+def saved_state(path):
+    """The top-level groups of a .keras file's weights, and whether its config holds compile
+    settings (an uncompiled model's are empty)."""
+    with zipfile.ZipFile(path) as archive:
+        config = json.loads(archive.read("config.json"))
+        with h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as weights:
+            return set(weights), bool(config.get("compile_config"))
+
+
+def test_the_saved_classifier_has_no_optimizer_state_and_predicts_in_safe_mode(tmp_path):
+    model = _classifier("googlenet")  # three outputs: the auxiliary heads are saved too
+    compile_model(model, keras.optimizers.Adam(), make_loss("binary"), AUX_LOSS_WEIGHT)
+    model.run_eagerly = True  # one step: tracing would cost ten times more
+    model.train_on_batch(IMAGES, {name: LABELS for name in model.output_names})
+    model.save(tmp_path / "compiled.keras")  # what the train stage saved before
+    groups, compiled = saved_state(tmp_path / "compiled.keras")
+    assert "optimizer" in groups and compiled
+    save_classifier(model, tmp_path / "model.keras")
+    groups, compiled = saved_state(tmp_path / "model.keras")
+    assert "optimizer" not in groups and not compiled
+    assert (tmp_path / "model.keras").stat().st_size < (tmp_path / "compiled.keras").stat().st_size
+    reloaded = load_classifier(tmp_path / "model.keras")
+    assert reloaded.output_names == model.output_names
+    # allclose: the trained model runs eagerly, the reloaded one as a graph (fused kernels)
+    np.testing.assert_allclose(class_probabilities(reloaded, IMAGES),
+                               class_probabilities(model, IMAGES), rtol=1e-5, atol=1e-7)
 
 
 def test_residual_scale_defaults_to_0_1_and_is_settable(classifiers):

@@ -201,6 +201,19 @@ def test_predict_with_a_yolo_label_file(evaluated, capsys):
     assert got == {key: top for key, top in recorded.items() if key[0] == image}
 
 
+def test_a_few_images_predicted_eagerly_score_as_the_graph_does_bit_for_bit(evaluated):
+    """inception-predict calls the model eagerly for up to EAGER_IMAGES images; evaluate, through
+    model.predict, runs a graph. With grappler off (configure_tensorflow, which evaluate called)
+    both run the same kernels: same numbers, to the last bit."""
+    from models import EAGER_IMAGES, class_probabilities, load_classifier
+
+    model = load_classifier(MODEL)
+    images = np.load(IMAGES)[:EAGER_IMAGES]
+    graph = model.predict(images, batch_size=len(images), verbose=0)
+    graph = graph[model.output_names.index("predictions")]
+    np.testing.assert_array_equal(class_probabilities(model, images), graph.astype(np.float64))
+
+
 def test_box_option_and_text_output(evaluated, capsys):
     row = read_csv(PREDICTIONS)[0]
     crop_row = next(r for r in read_csv(CROPS_DIR / MANIFEST) if r["crop"] == row["crop"])
