@@ -12,9 +12,10 @@ def configure_tensorflow() -> None:
     2.50 s per forward+backward pass, bench/train_step.py on 2 cores). Both variables are read
     when TensorFlow is first imported, so later calls change nothing.
 
-    Grappler rewrote IR-v2's training graph (41,000 nodes) for most of the first step's
-    minute and more, and the steps after it ran no faster (bench/startup.py, BENCHMARKS.md
-    "Start-up costs"). oneDNN's own graph rewrite is not part of grappler and stays on.
+    Grappler spent longer on IR-v2's training graph (41,000 nodes) than the step runs: the
+    first call took 90.4 s with it, 46.1 s without, and later steps were no slower
+    (bench/startup.py, BENCHMARKS.md "Start-up costs"). oneDNN's own graph rewrite is not
+    part of grappler and stays on.
     """
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep start-up chatter out of logs
