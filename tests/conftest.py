@@ -9,6 +9,22 @@ from inception_pipeline.runtime import configure_tensorflow
 
 ROOT = Path(__file__).resolve().parents[1]
 configure_tensorflow()  # the tests' own TensorFlow runs as the stages' does
+# What a checkout of the project holds for its stages to run (the train stage fingerprints its
+# checkpoints with the code dvc.yaml lists, so it runs in a checkout, not from the package).
+PROJECT_FILES = ["dvc.yaml", "params.yaml", "stages", "inception_pipeline", "models", ".dvc/config",
+                 ".dvcignore", ".gitignore", "plots_offline"]
+
+
+def copy_project(path: Path) -> Path:
+    """This project's files (PROJECT_FILES) copied into ``path``, as a fresh checkout has them."""
+    for name in PROJECT_FILES:
+        source, target = ROOT / name, path / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, target)
+    return path
 
 
 @pytest.fixture

@@ -141,8 +141,8 @@ def test_tiff_bmp_gif_and_webp_photos_are_cropped(in_tmp):
     assert sorted(manifest) == sorted(f"cat/{name}-0" for name in names)
     for name in names:
         decoded = np.asarray(Image.open(raw / "cat" / name).convert("RGB"))
-        assert np.array_equal(crop.load_crop(manifest[f"cat/{name}-0"]), decoded[5:25, 10:30]), \
-            name
+        crop_pixels = load_crop(manifest[f"cat/{name}-0"], CROPS_DIR)
+        assert np.array_equal(crop_pixels, decoded[5:25, 10:30]), name
 
 
 def test_csv_annotations_and_skipping_images_without_box(in_tmp):

@@ -22,6 +22,8 @@ import numpy as np
 import pytest
 import yaml
 
+from tests.conftest import copy_project
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA_STAGES = ("sample", "crop", "resize", "pack", "split")
 # Splits the one physical CPU into two logical devices before the stage imports TensorFlow.
@@ -123,7 +125,7 @@ def twin_halves(project: Path) -> int:
 def packed(tmp_path_factory) -> Path:
     """A project folder holding a tiny packed and split dataset, ready to train with plain
     SGD on one full batch per epoch (twin_halves)."""
-    project = tmp_path_factory.mktemp("packed")
+    project = copy_project(tmp_path_factory.mktemp("packed"))
     params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
     params["sample"].update(classes=3, images_per_class=6)
     params["data"]["workers"] = 1

@@ -12,7 +12,6 @@ import csv
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,10 +22,9 @@ import pytest
 import yaml
 
 from inception_pipeline.io import read_csv
+from tests.conftest import copy_project
 
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ["dvc.yaml", "params.yaml", "stages", "inception_pipeline", "models", ".dvc/config",
-                 ".dvcignore", ".gitignore", "plots_offline"]
 ALL_STAGES = {"sample", "crop", "resize", "pack", "split", "train", "evaluate", "report"}
 
 pytestmark = pytest.mark.e2e
@@ -53,13 +51,7 @@ class Repo:
     @classmethod
     def project(cls, path: Path, params: dict) -> "Repo":
         """A copy of this project with ``params``, committed."""
-        for name in PROJECT_FILES:
-            source, target = ROOT / name, path / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if source.is_dir():
-                shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
-            else:
-                shutil.copy(source, target)
+        copy_project(path)
         (path / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True,
                                                          sort_keys=False))
         repo = cls(path)

@@ -23,6 +23,7 @@ from inception_pipeline.crop_store import MANIFEST_FIELDS, SHARD_NAME, ShardWrit
 from inception_pipeline.io import read_csv, read_json, save_npy, write_csv, write_json
 from inception_pipeline.layout import MANIFEST
 from stages.pack import ITEM_FIELDS
+from tests.conftest import copy_project
 
 ROOT = Path(__file__).resolve().parents[1]
 MiB = 2**20
@@ -154,6 +155,7 @@ def project(tmp_path):
     params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
     params["data"]["workers"] = 1
     params["train"].update(model="googlenet", epochs=1, batch_size=8)
+    copy_project(tmp_path)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     yield tmp_path
     shutil.rmtree(tmp_path / "data", ignore_errors=True)
