@@ -118,11 +118,12 @@ def test_report_states_the_runs_settings_scores_and_data_counts(baseline):
     report = (root / "reports/report.md").read_text(encoding="utf-8")
     sections = dict(re.findall(r"^## ([^\n]+)\n(.*?)(?=^## |\Z)", report, re.M | re.S))
 
+    assert train["patience"] == 0  # else the epochs are a maximum, and the report says so
     assert report.split("\n\n")[1] == (
         f"{train['model']}, weights {train['weights']}, {train['loss']} cross-entropy, "
-        f"{train['optimizer']}\nat lr {train['lr']} ({train['lr_schedule']}), batch "
-        f"{train['batch_size']}, {train['epochs']} epochs,\naugmentation "
-        f"{'on' if train['augment'] else 'off'}, seed {train['seed']}.")
+        f"{train['optimizer']}\nat lr {train['lr']} ({train['lr_schedule']}, warm-up "
+        f"{train['warmup_epochs']} epochs), batch {train['batch_size']}, {train['epochs']} epochs, "
+        f"augmentation {'on' if train['augment'] else 'off'}, seed {train['seed']}.")
     [header, values] = markdown_rows(sections[f"Test set ({scores['test_images']} images)"])
     assert header[0] == "top-1 accuracy"
     keys = ["top1_accuracy", "top5_accuracy", "macro_f1", "categorical_crossentropy",
