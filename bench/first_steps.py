@@ -45,6 +45,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--schedule", default="constant")
     parser.add_argument("--loss", default="binary")
     parser.add_argument("--optimizer", default="adam")
+    parser.add_argument("--head-bias", default="zeros", choices=("zeros", "prior"))
+    parser.add_argument("--clip-norm", type=float, default=0.0)
     parser.add_argument("--bn-momentum", type=float, default=0.9)
     parser.add_argument("--eval-every", type=int, default=31)
     parser.add_argument("--seed", type=int, default=0)
@@ -92,13 +94,16 @@ def main() -> None:
     labels = load_npy(LABELS)
     classes = read_json(CLASSES)
     train_idx, val_idx = load_npy(SPLIT_INDICES["train"]), load_npy(SPLIT_INDICES["val"])
+    class_prior = (np.bincount(labels[train_idx], minlength=len(classes)) / len(train_idx)
+                   if args.head_bias == "prior" else None)
     model = build_classifier(args.network, images.shape[1], len(classes), weights=None,
                              bn_momentum=args.bn_momentum, augment=bool(args.augment),
-                             seed=args.seed)
+                             seed=args.seed, class_prior=class_prior)
     train = Batches(images, labels, train_idx, len(classes), 64, shuffle_seed=args.seed)
     val = Batches(images, labels, val_idx, len(classes), 64)
     optimizer = make_optimizer(args.optimizer, args.lr, args.schedule, len(train),
-                               max(1, round(args.steps / len(train))), args.warmup_epochs)
+                               max(1, round(args.steps / len(train))), args.warmup_epochs,
+                               args.clip_norm)
     loss_fn = make_loss(args.loss)
     variables = model.trainable_variables
     backbone_vars = [v for v in variables if not v.path.startswith("predictions")]

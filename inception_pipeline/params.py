@@ -60,6 +60,7 @@ SCHEMA: dict[str, Key] = {
     "split.too_few": Key(str, choices=("error", "drop")),
     "model.bn_momentum": Key(NUMBER, min=0.0, max=0.999),
     "model.dropout": Key(NUMBER, min=0.0, max=0.9),
+    "model.head_bias": Key(str, choices=("zeros", "prior")),
     "model.residual_scale": Key(NUMBER, min=0.01, max=1.0),
     "train.model": Key(str, choices=tuple(NETWORKS)),
     "train.weights": Key(str),

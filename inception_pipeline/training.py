@@ -68,9 +68,10 @@ class WarmUp(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def make_optimizer(name: str, lr: float, schedule: str, steps_per_epoch: int, epochs: int,
-                   warmup_epochs: float = 0.0):
+                   warmup_epochs: float = 0.0, clip_norm: float = 0.0):
     """``name`` at learning rate ``lr`` following ``schedule`` over the run, after a linear
-    warm-up of ``warmup_epochs`` (0: none)."""
+    warm-up of ``warmup_epochs`` (0: none), each step's gradients scaled down to a global norm
+    of at most ``clip_norm`` (0: not clipped)."""
     warmup = round(warmup_epochs * steps_per_epoch)
     if schedule == "cosine":  # to 0 at the end of the run
         rate = keras.optimizers.schedules.CosineDecay(
@@ -82,9 +83,11 @@ def make_optimizer(name: str, lr: float, schedule: str, steps_per_epoch: int, ep
         rate = lr
     if warmup:
         rate = WarmUp(lr, warmup, rate)
+    clip = {"global_clipnorm": clip_norm} if clip_norm else {}
     if name == "rmsprop":  # the paper's settings: decay 0.9, epsilon 1.0
-        return keras.optimizers.RMSprop(learning_rate=rate, rho=0.9, epsilon=1.0)
-    return {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}[name](learning_rate=rate)
+        return keras.optimizers.RMSprop(learning_rate=rate, rho=0.9, epsilon=1.0, **clip)
+    optimizer = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}[name]
+    return optimizer(learning_rate=rate, **clip)
 
 
 def metrics() -> list[keras.metrics.Metric]:

@@ -47,7 +47,7 @@ NETWORKS: dict[str, Network] = {
 
 def build_classifier(name: str, input_size: int, num_classes: int, *, weights: str | None,
                      bn_momentum: float, augment: bool, seed: int, dropout: float = 0.0,
-                     residual_scale: float | None = None):
+                     residual_scale: float | None = None, class_prior=None):
     """uint8 RGB image -> [augmentation] -> preprocessing -> backbone -> dropout -> softmax.
 
     The model takes raw uint8 pixels so that training, evaluation and prediction share one
@@ -55,6 +55,12 @@ def build_classifier(name: str, input_size: int, num_classes: int, *, weights: s
     networks with ``Network.residual`` (None: the network's default); the others ignore it.
     With ``Network.aux_heads`` the model has three float32 softmax outputs, "predictions",
     "aux1" and "aux2"; otherwise the one output "predictions".
+
+    ``class_prior`` (per-class frequencies, or None: zeros) starts the head's bias at the
+    prior's log-odds, log(p / (1 - p)): each class's sigmoid then starts at its frequency, the
+    all-classes-absent plateau of binary cross-entropy is where training starts rather than a
+    place the backbone has to be bent towards. The softmax is unchanged by a bias shared by
+    every class, so with balanced classes only the sigmoid-based loss sees it.
     """
     import keras
 
@@ -75,8 +81,9 @@ def build_classifier(name: str, input_size: int, num_classes: int, *, weights: s
     if dropout:
         x = keras.layers.Dropout(dropout, seed=seed)(x)
     # The head stays float32 under mixed precision so that softmax and the loss are stable.
+    bias = "zeros" if class_prior is None else keras.initializers.Constant(_log_odds(class_prior))
     outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32",
-                                 name="predictions")(x)
+                                 bias_initializer=bias, name="predictions")(x)
     if network.aux_heads:
         outputs = [outputs, module.aux_head(aux1, num_classes, "aux1", seed + 1),
                    module.aux_head(aux2, num_classes, "aux2", seed + 2)]
@@ -85,6 +92,13 @@ def build_classifier(name: str, input_size: int, num_classes: int, *, weights: s
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = bn_momentum
     return model
+
+
+def _log_odds(prior):
+    import numpy as np
+
+    p = np.clip(np.asarray(prior, dtype=np.float64), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p)).astype(np.float32)
 
 
 def _layers(model):

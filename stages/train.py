@@ -32,6 +32,7 @@ def main() -> None:
     configure_tensorflow()
 
     import keras
+    import numpy as np
     import tensorflow as tf
     from dvclive import Live
     from dvclive.keras import DVCLiveCallback
@@ -66,13 +67,16 @@ def main() -> None:
     if cfg["strategy"] == "multi_worker":
         check_batch_size(cfg["batch_size"], len(train_idx), strategy.num_replicas_in_sync)
 
+    class_prior = (np.bincount(labels[train_idx], minlength=len(classes)) / len(train_idx)
+                   if model_cfg["head_bias"] == "prior" else None)
     with strategy.scope():  # variables mirrored on every replica; batch_size stays global
         try:
             model = build_classifier(cfg["model"], images.shape[1], len(classes),
                                      weights=None if cfg["weights"] == "none" else cfg["weights"],
                                      bn_momentum=model_cfg["bn_momentum"], augment=cfg["augment"],
                                      seed=cfg["seed"], dropout=model_cfg["dropout"],
-                                     residual_scale=model_cfg["residual_scale"])
+                                     residual_scale=model_cfg["residual_scale"],
+                                     class_prior=class_prior)
         except WeightsUnavailable as err:
             raise PipelineError(str(err)) from None
         train_batches = Batches(images, labels, train_idx, len(classes), cfg["batch_size"],

@@ -180,6 +180,27 @@ def test_residual_scale_defaults_to_0_1_and_is_settable(classifiers):
     assert residual_scales(model, "inception_resnet_v1") == {0.3}
 
 
+def _resnet50(class_prior):
+    keras.utils.set_random_seed(0)
+    return build_classifier("resnet50", 32, 3, weights=None, bn_momentum=0.9, augment=False,
+                            seed=0, class_prior=class_prior)
+
+
+def test_head_bias_prior_starts_each_sigmoid_at_its_class_frequency():
+    prior = [0.5, 0.3, 0.2]
+    bias = _resnet50(prior).get_layer("predictions").bias.numpy()
+    np.testing.assert_allclose(1 / (1 + np.exp(-bias)), prior, rtol=1e-6)
+    assert not _resnet50(None).get_layer("predictions").bias.numpy().any()
+
+
+def test_head_bias_of_balanced_classes_leaves_the_softmax_unchanged():
+    images = IMAGES[:, :32, :32]
+    zeros, prior = _resnet50(None), _resnet50([1 / 3] * 3)
+    assert prior.get_layer("predictions").bias.numpy()[0] == pytest.approx(-math.log(2))
+    np.testing.assert_allclose(class_probabilities(prior, images),
+                               class_probabilities(zeros, images), rtol=1e-5)
+
+
 @pytest.mark.parametrize("name", list(NETWORKS))
 def test_one_pixel_below_min_input_fails_to_build(name):
     size = NETWORKS[name].min_input - 1
