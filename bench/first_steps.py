@@ -1,7 +1,8 @@
 """What happens in a network's first training steps, and what changes it.
 
     python bench/first_steps.py NETWORK [--steps 124] [--lr 0.001] [--warmup-epochs 0]
-        [--schedule constant] [--loss binary] [--optimizer adam] [--bn-momentum 0.9]
+        [--schedule constant] [--loss binary] [--optimizer adam|rmsprop|sgd]
+        [--head-bias zeros|prior] [--clip-norm 0] [--bn-momentum 0.9]
         [--eval-every 31] [--seed 0] [--augment 1] [--out FILE.json]
 
 Trains NETWORK on the project's packed demo data (run `dvc repro split` first) with the train
@@ -44,7 +45,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup-epochs", type=float, default=0.0)
     parser.add_argument("--schedule", default="constant")
     parser.add_argument("--loss", default="binary")
-    parser.add_argument("--optimizer", default="adam")
+    parser.add_argument("--optimizer", default="adam", choices=("adam", "rmsprop", "sgd"))
     parser.add_argument("--head-bias", default="zeros", choices=("zeros", "prior"))
     parser.add_argument("--clip-norm", type=float, default=0.0)
     parser.add_argument("--bn-momentum", type=float, default=0.9)

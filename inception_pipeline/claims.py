@@ -47,6 +47,7 @@ FIGURE = Path("claims/curves.png")
 KEPT = [(EVALUATE_METRICS, "evaluate.json"), (PREDICTIONS, "predictions.csv"),
         (CURVES_DIR / "eval" / "accuracy.tsv", "val_accuracy.tsv"),
         (CURVES_DIR / "train" / "accuracy.tsv", "train_accuracy.tsv")]
+LEARNED = 0.5  # validation top-1 a network must reach on the claims budget to count as learning
 T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
          9: 2.262, 10: 2.228}  # Student's t, two-sided 95%, by degrees of freedom
 
@@ -176,20 +177,31 @@ def difference(base: dict[int, dict], other: dict[int, dict], resamples: int = 1
     per_seed = np.array([b.mean() - a.mean() for a, b in pairs])
     result = {"seeds": seeds, "per_seed": per_seed.tolist(),
               "difference": float(per_seed.mean()) if seeds else math.nan,
-              "interval": (math.nan, math.nan),
-              "verdict": f"{len(seeds)} paired seed(s): no verdict"}
-    if len(seeds) < 2:
+              "interval": (math.nan, math.nan), "verdict": "no paired seed: no verdict"}
+    if not seeds:
         return result
     # The test crops drawn again, the same draw for every seed: the mean difference's spread.
     mean_diff = np.mean([b - a for a, b in pairs], axis=0)
     draws = np.random.default_rng(seed).integers(0, len(mean_diff), (resamples, len(mean_diff)))
     crop_var = float(mean_diff[draws].mean(axis=1).var())
+    if len(seeds) == 1:
+        # Without a second seed the spread between runs is unknown: the interval covers the
+        # test crops only, and a single run is no verdict.
+        half = 1.96 * math.sqrt(crop_var)
+        result["interval"] = (result["difference"] - half, result["difference"] + half)
+        result["verdict"] = "one seed: no verdict"
+        return result
     half = T_975[len(seeds) - 1] * math.sqrt(per_seed.var(ddof=1) / len(seeds) + crop_var)
     low, high = result["difference"] - half, result["difference"] + half
     result["interval"] = (low, high)
     result["verdict"] = ("no clear difference" if low <= 0 <= high
                          else "better" if low > 0 else "worse")
     return result
+
+
+def first_epoch_reaching(curve: list[float], level: float = LEARNED) -> int | None:
+    """The first epoch (1-based) whose value reaches ``level``; None if none does."""
+    return next((epoch for epoch, value in enumerate(curve, 1) if value >= level), None)
 
 
 def curve_band(seed_runs: dict[int, dict], split: str) -> tuple[np.ndarray, np.ndarray,
@@ -239,29 +251,39 @@ def report_text(grid: dict, runs: dict) -> str:
              "same data and split, so all runs are scored on the same test crops.", "",
              "## Test top-1 and macro-F1 over seeds", "",
              "| setting | params | seeds (planned) | top-1 mean | sd | macro-F1 mean | sd | "
-             "top-1 per seed |", "|---|---|---|---|---|---|---|---|"]
+             f"top-1 per seed | first epoch with val top-1 >= {LEARNED}, per seed |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for setting, planned in grid["seeds"].items():
         seed_runs = runs.get(setting, {})
         params = ", ".join(f"`{k}={v}`" for k, v in grid["settings"][setting].items()) or "-"
         if not seed_runs:
-            lines.append(f"| {setting} | {params} | 0 ({planned}) | | | | | not run yet |")
+            lines.append(f"| {setting} | {params} | 0 ({planned}) | | | | | not run yet | |")
             continue
         top1, f1 = summary(seed_runs, "top1_accuracy"), summary(seed_runs, "macro_f1")
-        each = ", ".join(f"{r['scores']['top1_accuracy']:.3f}" for _, r in sorted(
-            seed_runs.items()))
+        ordered = [r for _, r in sorted(seed_runs.items())]
+        each = ", ".join(f"{r['scores']['top1_accuracy']:.3f}" for r in ordered)
+        reached = ", ".join(str(first_epoch_reaching(r["val"])
+                                or f"never (best {max(r['val']):.3f})") for r in ordered)
         lines.append(f"| {setting} | {params} | {len(seed_runs)} ({planned}) | {fmt(top1[0])} | "
-                     f"{fmt(top1[1])} | {fmt(f1[0])} | {fmt(f1[1])} | {each} |")
+                     f"{fmt(top1[1])} | {fmt(f1[0])} | {fmt(f1[1])} | {each} | {reached} |")
     short = [s for s, n in grid["seeds"].items() if len(runs.get(s, {})) < n]
     if short:
         lines += ["", "Fewer seeds than planned: " + ", ".join(
             f"{s} ({len(runs.get(s, {}))} of {grid['seeds'][s]})" for s in short) + "."]
+    stuck = {s: [seed for seed, r in sorted(runs[s].items()) if first_epoch_reaching(r["val"])
+                 is None] for s in grid["seeds"] if s in runs}
+    if any(stuck.values()):
+        lines += ["", f"Never reached validation top-1 {LEARNED} on this budget: " + ", ".join(
+            f"{s} (seed {', '.join(map(str, seeds))})" for s, seeds in stuck.items() if seeds)
+            + "."]
     comparisons = [(baseline, s) for s in grid["seeds"] if s != baseline]
     comparisons += [tuple(pair) for pair in grid.get("pairs", [])
                     if tuple(pair) not in comparisons]
     lines += ["", "## Paired differences in test top-1", "",
               "Other minus reference, over the seeds both have; the 95% interval adds the "
               "spread between seeds (t over seeds) to the test-set sampling (bootstrap over "
-              "crops). A difference is called one only when the interval leaves out zero.", "",
+              "crops); with one seed it covers the test crops only, and there is no verdict. "
+              "A difference is called one only when the interval leaves out zero.", "",
               "| other | reference | seeds | difference | 95% interval | per seed | verdict |",
               "|---|---|---|---|---|---|---|"]
     for reference, other in comparisons:

@@ -48,10 +48,18 @@ def test_seeds_that_disagree_widen_the_interval_past_zero():
     assert low < 0 < high and result["verdict"] == "no clear difference"
 
 
-def test_one_paired_seed_gives_no_interval_and_no_verdict():
+def test_one_paired_seed_gives_the_test_sampling_interval_and_no_verdict():
+    """One seed: the interval covers the test crops only (the spread between seeds is unknown),
+    so even a 40-point gain whose interval leaves out zero is no verdict."""
     result = claims.difference(runs_with([0.5]), runs_with([0.9, 0.9], seed=1))
-    assert result["seeds"] == [0] and np.isnan(result["interval"][0])
-    assert result["verdict"] == "1 paired seed(s): no verdict"
+    low, high = result["interval"]
+    assert result["seeds"] == [0] and low < result["difference"] < high and low > 0.2
+    assert result["verdict"] == "one seed: no verdict"
+
+
+def test_first_epoch_reaching_the_learning_level():
+    assert claims.first_epoch_reaching([0.02, 0.3, 0.5, 0.9]) == 3
+    assert claims.first_epoch_reaching([0.02, 0.03, 0.49]) is None
 
 
 def test_runs_on_different_test_crops_are_refused():
@@ -92,13 +100,17 @@ def test_report_from_kept_runs_names_missing_seeds_and_cells(in_tmp):
     rng = np.random.default_rng(0)
     for seed in range(2):
         write_run(in_tmp / f"claims/runs/default/seed-{seed}", rng.random(50) < 0.6, [0.3, 0.6])
-    write_run(in_tmp / "claims/runs/categorical/seed-0", rng.random(50) < 0.7, [0.4, 0.7])
+    write_run(in_tmp / "claims/runs/categorical/seed-0", rng.random(50) < 0.4, [0.4, 0.45])
     claims.main(["report"])
     report = (in_tmp / "claims/report.md").read_text()
     assert "| categorical | `train.loss=categorical` | 1 (2) |" in report
     assert "| inception_v4 | `train.model=inception_v4` | 0 (1) | | | | | not run yet |" in report
     assert "Fewer seeds than planned: categorical (1 of 2), inception_v4 (0 of 1)." in report
-    assert "| categorical | default | 1 |" in report and "no verdict" in report
+    assert "| categorical | default | 1 |" in report and "one seed: no verdict" in report
+    default_row = next(line for line in report.splitlines() if line.startswith("| default |"))
+    assert default_row.endswith("| 2, 2 |")  # both seeds: val top-1 0.6 at epoch 2
+    assert "| never (best 0.450) |" in report
+    assert "Never reached validation top-1 0.5 on this budget: categorical (seed 0)." in report
     assert (in_tmp / "claims/curves.png").stat().st_size > 0
     assert set(json.loads((in_tmp / "claims/report.json").read_text())) == {"default",
                                                                             "categorical"}
