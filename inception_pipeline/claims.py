@@ -25,9 +25,9 @@ import csv
 import io
 import json
 import math
-import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,6 +39,7 @@ from inception_pipeline.errors import PipelineError, run
 from inception_pipeline.io import atomic_path, read_csv, read_json, write_json, write_text
 from inception_pipeline.layout import CURVES_DIR, EVALUATE_METRICS, PREDICTIONS
 
+DVC = str(Path(sys.executable).parent / "dvc")  # the dvc installed beside this Python
 GRID = Path("claims/grid.yaml")
 RUNS = Path("claims/runs")
 REPORT = Path("claims/report.md")
@@ -93,7 +94,7 @@ def missing_runs(grid: dict) -> list[tuple[str, int]]:
 
 
 def dvc(*args: str, timeout: float = 600) -> str:
-    done = subprocess.run([str(Path(sys.executable).parent / "dvc"), *args], text=True,
+    done = subprocess.run([DVC, *args], text=True,
                           capture_output=True, timeout=timeout, check=False)
     if done.returncode:
         raise PipelineError(f"dvc {' '.join(args)} failed: "
@@ -112,35 +113,64 @@ def keep_results(name: str, folder: Path) -> None:
             tmp.write_text(text, encoding="utf-8")
 
 
+QUEUE_STATES = ("Failed", "Success", "Queued", "Running")  # a name queued again: latest wins
+
+
+def queue_states() -> dict[str, str]:
+    """Experiment name -> its state in the DVC queue (Queued, Running, Success, Failed)."""
+    states: dict[str, str] = {}
+    for line in dvc("queue", "status").splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and fields[-1] in QUEUE_STATES:
+            name, state = fields[1], fields[-1]
+            if QUEUE_STATES.index(state) >= QUEUE_STATES.index(states.get(name, "Failed")):
+                states[name] = state
+    return states
+
+
 def run_grid(grid: dict, jobs: int, poll: float = 30) -> None:
     todo = {run_name(s, seed): (s, seed) for s, seed in missing_runs(grid)}
     if not todo:
         print("claims: every run of the grid is in claims/runs/")
         return
+    # Runs an earlier `run` queued are waited for, not queued twice: the queue's workers go on
+    # when the command that started them stops.
+    earlier = queue_states()
+    queued = 0
     for name, (setting, seed) in todo.items():
-        subprocess.run([str(Path(sys.executable).parent / "dvc"), "exp", "remove", "-q", name],
+        if earlier.get(name) in {"Queued", "Running", "Success"}:
+            continue
+        subprocess.run([DVC, "exp", "remove", "-q", name],
                        capture_output=True, timeout=120, check=False)  # a failed earlier try
         dvc("exp", "run", "--queue", "-n", name,
             *[arg for value in overrides(grid, setting, seed) for arg in ("-S", value)])
-    print(f"claims: queued {len(todo)} runs; {jobs} at a time")
-    dvc("queue", "start", "-j", str(jobs))
+        queued += 1
+    print(f"claims: queued {queued} runs, {len(todo) - queued} already in the queue; "
+          f"{jobs} at a time", flush=True)
+    # The worker outlives this command: it must not hold a pipe of ours, or reading the pipe
+    # to its end waits for the whole queue. A file it may keep open.
+    with tempfile.TemporaryFile() as output:
+        started = subprocess.run([DVC, "queue", "start",
+                                  "-j", str(jobs)], stdout=output, stderr=output, timeout=120,
+                                 check=False)
+        if started.returncode:
+            output.seek(0)
+            raise PipelineError("dvc queue start failed: " + (output.read().decode(
+                errors="replace").strip().splitlines() or ["no message"])[-1])
     while todo:
-        time.sleep(poll)
-        status = dvc("queue", "status")
-        for line in status.splitlines():
-            fields = line.split()
-            name = next((f for f in fields if f in todo), None)
-            if name is None or not ({"Success", "Failed"} & set(fields)):
-                continue
+        states = queue_states()
+        for name in [n for n in todo if states.get(n) in {"Success", "Failed"}]:
             setting, seed = todo.pop(name)
-            if "Failed" in fields:
+            if states[name] == "Failed":
                 print(f"claims: {name} failed; `dvc queue logs {name}` says why", flush=True)
             else:
                 keep_results(name, run_folder(setting, seed))
                 print(f"claims: {name} done -> {run_folder(setting, seed)}/", flush=True)
-        if not re.search(r"\b(Queued|Running)\b", status) and todo:
+        if todo and not {"Queued", "Running"} & {states.get(n) for n in todo}:
             raise PipelineError(f"the queue stopped with {len(todo)} runs unfinished: "
                                 + ", ".join(sorted(todo)))
+        if todo:
+            time.sleep(poll)
 
 
 # The report: pure functions of the kept results.

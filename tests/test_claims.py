@@ -125,6 +125,22 @@ def test_a_grid_naming_an_unknown_setting_is_one_line(in_tmp):
         claims.read_grid(in_tmp / "grid.yaml")
 
 
+def test_queue_states_read_dvc_queue_status(monkeypatch):
+    """A name queued again after a failed try reads as queued; other experiments are kept."""
+    status = """Task     Name                          Created    Status
+b9934f5  claims-categorical-seed-0     07:07 AM   Running
+4a74533  claims-default-seed-1         07:09 AM   Queued
+78e62e3  claims-default-seed-0         07:07 AM   Success
+1c2d3e4  claims-default-seed-1         06:50 AM   Failed
+
+Worker status: 1 active, 0 idle
+"""
+    monkeypatch.setattr(claims, "dvc", lambda *args, **kwargs: status)
+    assert claims.queue_states() == {"claims-categorical-seed-0": "Running",
+                                     "claims-default-seed-1": "Queued",
+                                     "claims-default-seed-0": "Success"}
+
+
 def test_overrides_carry_budget_setting_and_seed():
     grid = {"budget": {"train.epochs": 8, "train.warmup_epochs": 1},
             "settings": {"no_augmentation": {"train.augment": False}}}
