@@ -70,6 +70,13 @@ def read_grid(path: Path) -> dict:
     return grid
 
 
+def planned_seeds(grid: dict) -> dict[str, int]:
+    """Setting -> seeds planned, in the order of ``settings`` (the report's order; ``seeds``
+    orders the queue)."""
+    return {setting: grid["seeds"][setting] for setting in grid["settings"]
+            if setting in grid["seeds"]}
+
+
 def run_name(setting: str, seed: int) -> str:
     return f"claims-{setting}-seed-{seed}"
 
@@ -250,7 +257,7 @@ def plot(grid: dict, runs: dict, path: Path) -> None:
     pairs = grid.get("pairs", [])
     fig = Figure(figsize=(6 * (1 + len(pairs)), 4.5))
     axes = fig.subplots(1, 1 + len(pairs), squeeze=False)[0]
-    panels = [("The study's settings", [s for s in grid["seeds"]
+    panels = [("The study's settings", [s for s in planned_seeds(grid)
                                         if s not in {n for p in pairs for n in p}
                                         or s == grid["baseline"]])]
     panels += [(f"{a} vs {b} (residual)", list(pair)) for pair in pairs for a, b in [pair]]
@@ -283,7 +290,7 @@ def report_text(grid: dict, runs: dict) -> str:
              "| setting | params | seeds (planned) | top-1 mean | sd | macro-F1 mean | sd | "
              f"top-1 per seed | first epoch with val top-1 >= {LEARNED}, per seed |",
              "|---|---|---|---|---|---|---|---|---|"]
-    for setting, planned in grid["seeds"].items():
+    for setting, planned in planned_seeds(grid).items():
         seed_runs = runs.get(setting, {})
         params = ", ".join(f"`{k}={v}`" for k, v in grid["settings"][setting].items()) or "-"
         if not seed_runs:
@@ -296,17 +303,17 @@ def report_text(grid: dict, runs: dict) -> str:
                                 or f"never (best {max(r['val']):.3f})") for r in ordered)
         lines.append(f"| {setting} | {params} | {len(seed_runs)} ({planned}) | {fmt(top1[0])} | "
                      f"{fmt(top1[1])} | {fmt(f1[0])} | {fmt(f1[1])} | {each} | {reached} |")
-    short = [s for s, n in grid["seeds"].items() if len(runs.get(s, {})) < n]
+    short = [s for s, n in planned_seeds(grid).items() if len(runs.get(s, {})) < n]
     if short:
         lines += ["", "Fewer seeds than planned: " + ", ".join(
             f"{s} ({len(runs.get(s, {}))} of {grid['seeds'][s]})" for s in short) + "."]
     stuck = {s: [seed for seed, r in sorted(runs[s].items()) if first_epoch_reaching(r["val"])
-                 is None] for s in grid["seeds"] if s in runs}
+                 is None] for s in planned_seeds(grid) if s in runs}
     if any(stuck.values()):
         lines += ["", f"Never reached validation top-1 {LEARNED} on this budget: " + ", ".join(
             f"{s} (seed {', '.join(map(str, seeds))})" for s, seeds in stuck.items() if seeds)
             + "."]
-    comparisons = [(baseline, s) for s in grid["seeds"] if s != baseline]
+    comparisons = [(baseline, s) for s in planned_seeds(grid) if s != baseline]
     comparisons += [tuple(pair) for pair in grid.get("pairs", [])
                     if tuple(pair) not in comparisons]
     lines += ["", "## Paired differences in test top-1", "",

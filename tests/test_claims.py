@@ -93,10 +93,10 @@ def test_report_from_kept_runs_names_missing_seeds_and_cells(in_tmp):
     grid = {"budget": {"train.epochs": 2}, "baseline": "default",
             "settings": {"default": {}, "categorical": {"train.loss": "categorical"},
                          "inception_v4": {"train.model": "inception_v4"}},
-            "seeds": {"default": 2, "categorical": 2, "inception_v4": 1},
+            "seeds": {"inception_v4": 1, "default": 2, "categorical": 2},  # the queue's order
             "pairs": [["inception_v4", "default"]]}
     (in_tmp / "claims").mkdir()
-    (in_tmp / "claims/grid.yaml").write_text(yaml.safe_dump(grid))
+    (in_tmp / "claims/grid.yaml").write_text(yaml.safe_dump(grid, sort_keys=False))
     rng = np.random.default_rng(0)
     for seed in range(2):
         write_run(in_tmp / f"claims/runs/default/seed-{seed}", rng.random(50) < 0.6, [0.3, 0.6])
@@ -107,6 +107,8 @@ def test_report_from_kept_runs_names_missing_seeds_and_cells(in_tmp):
     assert "| inception_v4 | `train.model=inception_v4` | 0 (1) | | | | | not run yet |" in report
     assert "Fewer seeds than planned: categorical (1 of 2), inception_v4 (0 of 1)." in report
     assert "| categorical | default | 1 |" in report and "one seed: no verdict" in report
+    rows = [line.split(" | ")[0] for line in report.splitlines() if line.startswith("| ")]
+    assert rows[1:4] == ["| default", "| categorical", "| inception_v4"]  # settings' order
     default_row = next(line for line in report.splitlines() if line.startswith("| default |"))
     assert default_row.endswith("| 2, 2 |")  # both seeds: val top-1 0.6 at epoch 2
     assert "| never (best 0.450) |" in report
@@ -115,7 +117,7 @@ def test_report_from_kept_runs_names_missing_seeds_and_cells(in_tmp):
     assert set(json.loads((in_tmp / "claims/report.json").read_text())) == {"default",
                                                                             "categorical"}
     assert claims.missing_runs(claims.read_grid(in_tmp / "claims/grid.yaml")) == [
-        ("inception_v4", 0), ("categorical", 1)]  # every setting's seed 0 first
+        ("inception_v4", 0), ("categorical", 1)]  # every setting's seed 0 first, seeds' order
 
 
 def test_a_grid_naming_an_unknown_setting_is_one_line(in_tmp):
