@@ -260,28 +260,37 @@ def plot(grid: dict, runs: dict, path: Path) -> None:
     panels = [("The study's settings", [s for s in planned_seeds(grid)
                                         if s not in {n for p in pairs for n in p}
                                         or s == grid["baseline"]])]
-    panels += [(f"{a} vs {b} (residual)", list(pair)) for pair in pairs for a, b in [pair]]
+    panels += [(f"{a} (plain) vs {b} (residual)", list(pair)) for pair in pairs
+               for a, b in [pair]]
     for ax, (title, settings) in zip(axes, panels, strict=True):
         for i, setting in enumerate(s for s in settings if s in runs):
             epochs, mean, sd = curve_band(runs[setting], "val")
             ax.plot(epochs, mean, marker="o", markersize=3, color=f"C{i}",
-                    label=f"{setting} ({len(runs[setting])} seeds)")
+                    label=f"{setting} ({len(runs[setting])} seed"
+                    f"{'s' if len(runs[setting]) > 1 else ''})")
             ax.fill_between(epochs, mean - sd, mean + sd, color=f"C{i}", alpha=0.2)
         ax.set(title=title, xlabel="epoch", ylabel="validation top-1 (mean, band: 1 sd)",
                ylim=(0, 1.02))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
 
 
-def fmt(value: float, digits: int = 3) -> str:
-    return "n/a" if math.isnan(value) else f"{value:.{digits}f}"
+def fmt(value: float, sign: str = "") -> str:
+    return "n/a" if math.isnan(value) else f"{value:{sign}.3f}"
+
+
+def params_text(params: dict) -> str:
+    """Params as `-S` takes them (false, not Python's False)."""
+    return ", ".join(f"`{key}={json.dumps(value) if isinstance(value, bool) else value}`"
+                     for key, value in params.items())
 
 
 def report_text(grid: dict, runs: dict) -> str:
     baseline = grid["baseline"]
-    budget = ", ".join(f"`{k}={v}`" for k, v in grid.get("budget", {}).items()) or "none"
+    budget = params_text(grid.get("budget", {})) or "none"
     lines = ["# Claims report", "",
              f"Built by `inception-claims report` from claims/runs/ (grid: {GRID}). Every run: "
              f"params.yaml plus {budget}, plus its setting, with `train.seed` 0, 1, ...; "
@@ -292,7 +301,7 @@ def report_text(grid: dict, runs: dict) -> str:
              "|---|---|---|---|---|---|---|---|---|"]
     for setting, planned in planned_seeds(grid).items():
         seed_runs = runs.get(setting, {})
-        params = ", ".join(f"`{k}={v}`" for k, v in grid["settings"][setting].items()) or "-"
+        params = params_text(grid["settings"][setting]) or "-"
         if not seed_runs:
             lines.append(f"| {setting} | {params} | 0 ({planned}) | | | | | not run yet | |")
             continue
@@ -329,7 +338,7 @@ def report_text(grid: dict, runs: dict) -> str:
             continue
         d = difference(runs[reference], runs[other])
         lines.append(f"| {other} | {reference} | {len(d['seeds'])} | {d['difference']:+.3f} | "
-                     f"[{fmt(d['interval'][0])}, {fmt(d['interval'][1])}] | "
+                     f"[{fmt(d['interval'][0], '+')}, {fmt(d['interval'][1], '+')}] | "
                      + ", ".join(f"{v:+.3f}" for v in d["per_seed"]) + f" | {d['verdict']} |")
     lines += ["", "## Validation top-1 per epoch", "",
               f"![validation top-1 per epoch, mean and band over seeds]({FIGURE.name})", ""]
