@@ -207,7 +207,8 @@ def summary(seed_runs: dict[int, dict], metric: str) -> tuple[float, float]:
 def difference(base: dict[int, dict], other: dict[int, dict], resamples: int = 10_000,
                seed: int = 0) -> dict:
     """Paired difference in test top-1 (other - base) over the seeds both have: its mean, the
-    per-seed values and a 95% interval covering the seeds and the test-set sampling."""
+    per-seed values and a 95% interval covering the seeds and the test-set sampling (clipped
+    to [-1, 1], where a difference of two accuracies lies, however few the seeds)."""
     seeds = sorted(base.keys() & other.keys())
     pairs = [paired(base[s]["correct"], other[s]["correct"], (f"seed {s}", f"seed {s}"))
              for s in seeds]
@@ -225,11 +226,12 @@ def difference(base: dict[int, dict], other: dict[int, dict], resamples: int = 1
         # Without a second seed the spread between runs is unknown: the interval covers the
         # test crops only, and a single run is no verdict.
         half = 1.96 * math.sqrt(crop_var)
-        result["interval"] = (result["difference"] - half, result["difference"] + half)
+        result["interval"] = (max(-1.0, result["difference"] - half),
+                              min(1.0, result["difference"] + half))
         result["verdict"] = "one seed: no verdict"
         return result
     half = T_975[len(seeds) - 1] * math.sqrt(per_seed.var(ddof=1) / len(seeds) + crop_var)
-    low, high = result["difference"] - half, result["difference"] + half
+    low, high = max(-1.0, result["difference"] - half), min(1.0, result["difference"] + half)
     result["interval"] = (low, high)
     result["verdict"] = ("no clear difference" if low <= 0 <= high
                          else "better" if low > 0 else "worse")

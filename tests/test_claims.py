@@ -37,6 +37,12 @@ def test_a_consistent_large_gain_is_better_and_a_loss_worse():
     assert claims.difference(other, base)["verdict"] == "worse"
 
 
+def test_the_interval_of_a_near_total_gain_stays_within_one():
+    """Two seeds (t = 12.7) of a gain near 1: the interval is clipped at +1, not beyond."""
+    result = claims.difference(runs_with([0.05, 0.03]), runs_with([0.95, 0.99], seed=3))
+    assert result["verdict"] == "better" and result["interval"][1] == 1.0
+
+
 def test_seeds_that_disagree_widen_the_interval_past_zero():
     """Two seeds better, one much worse: the mean is positive, but with three seeds Student's t
     leaves zero inside; the test-set bootstrap alone would not."""
