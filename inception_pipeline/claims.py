@@ -123,15 +123,37 @@ def keep_results(name: str, folder: Path) -> None:
 QUEUE_STATES = ("Failed", "Success", "Queued", "Running")  # a name queued again: latest wins
 
 
-def queue_states() -> dict[str, str]:
-    """Experiment name -> its state in the DVC queue (Queued, Running, Success, Failed)."""
+def parse_queue_status(text: str) -> tuple[dict[str, str], int]:
+    """``dvc queue status`` -> (experiment name -> state, number of active workers)."""
     states: dict[str, str] = {}
-    for line in dvc("queue", "status").splitlines():
+    active = 0
+    for line in text.splitlines():
         fields = line.split()
-        if len(fields) >= 3 and fields[-1] in QUEUE_STATES:
+        if line.startswith("Worker status:"):
+            active = int(fields[2])
+        elif len(fields) >= 3 and fields[-1] in QUEUE_STATES:
             name, state = fields[1], fields[-1]
             if QUEUE_STATES.index(state) >= QUEUE_STATES.index(states.get(name, "Failed")):
                 states[name] = state
+    return states, active
+
+
+def queue_states() -> dict[str, str]:
+    """Experiment name -> its state in the DVC queue (Queued, Running, Success, Failed)."""
+    return parse_queue_status(dvc("queue", "status"))[0]
+
+
+def queue_states_after_restart() -> dict[str, str]:
+    """``queue_states``, with the runs a stopped machine cut off killed so they run again.
+
+    DVC still lists such a run as Running, and no worker would ever end it. Only checked
+    before the queue starts: a busy worker may then be slow to answer."""
+    states, active = parse_queue_status(dvc("queue", "status"))
+    if active == 0:
+        for name in [n for n, state in states.items() if state == "Running"]:
+            print(f"claims: {name} was cut off (no worker alive); it runs again", flush=True)
+            dvc("queue", "kill", name)
+            states[name] = "Failed"
     return states
 
 
@@ -142,7 +164,7 @@ def run_grid(grid: dict, jobs: int, poll: float = 30) -> None:
         return
     # Runs an earlier `run` queued are waited for, not queued twice: the queue's workers go on
     # when the command that started them stops.
-    earlier = queue_states()
+    earlier = queue_states_after_restart()
     queued = 0
     for name, (setting, seed) in todo.items():
         if earlier.get(name) in {"Queued", "Running", "Success"}:

@@ -149,6 +149,26 @@ Worker status: 1 active, 0 idle
                                      "claims-default-seed-0": "Success"}
 
 
+def test_a_run_left_running_without_a_worker_is_killed_and_reads_failed(monkeypatch):
+    """After a restart DVC still lists the interrupted run as Running: it would never end."""
+    status = """Task     Name                          Created    Status
+04f2d84  claims-default-seed-1         07:35 AM   Running
+c5dca85  claims-default-seed-2         07:35 AM   Queued
+
+Worker status: 0 active, 0 idle
+"""
+    calls = []
+
+    def fake_dvc(*args, **kwargs):
+        calls.append(args)
+        return status
+
+    monkeypatch.setattr(claims, "dvc", fake_dvc)
+    assert claims.queue_states_after_restart() == {"claims-default-seed-1": "Failed",
+                                                   "claims-default-seed-2": "Queued"}
+    assert calls == [("queue", "status"), ("queue", "kill", "claims-default-seed-1")]
+
+
 def test_overrides_carry_budget_setting_and_seed():
     grid = {"budget": {"train.epochs": 8, "train.warmup_epochs": 1},
             "settings": {"no_augmentation": {"train.augment": False}}}
