@@ -7,8 +7,10 @@ seeds, and a report that says what holds.
 ``run`` queues every (setting, seed) of the grid that claims/runs/ does not hold yet as a DVC
 experiment (``dvc exp run --queue -S ...``), starts the queue and, as each experiment ends,
 copies its small results into claims/runs/SETTING/seed-N/ (test metrics, test predictions,
-per-epoch curves): kept in git, they let the report be rebuilt, and extended with more seeds,
-without rerunning anything. ``report`` writes claims/report.md and claims/curves.png.
+per-epoch curves, and the run's params): kept in git, they let the report be rebuilt, and
+extended with more seeds, without rerunning anything. A kept run whose params disagree with the
+grid (say, the budget changed since) stops both commands: results of two recipes never mix.
+``report`` writes claims/report.md and claims/curves.png.
 
 Every run of a setting differs from the others only in ``train.seed``; the data and split are
 the same, so runs are compared on the same test crops. The difference between a setting and the
@@ -85,10 +87,29 @@ def run_folder(setting: str, seed: int) -> Path:
     return RUNS / setting / f"seed-{seed}"
 
 
+def run_params(grid: dict, setting: str, seed: int) -> dict:
+    """The params one run sets (dotted key -> value): the budget, the setting, the seed."""
+    return {**grid.get("budget", {}), **grid["settings"][setting], "train.seed": seed}
+
+
 def overrides(grid: dict, setting: str, seed: int) -> list[str]:
-    """``-S`` arguments of one run: the budget, the setting, the seed."""
-    params = {**grid.get("budget", {}), **grid["settings"][setting], "train.seed": seed}
-    return [f"{key}={json.dumps(value)}" for key, value in params.items()]
+    """``-S`` arguments of one run."""
+    return [f"{key}={json.dumps(value)}" for key, value in run_params(grid, setting, seed).items()]
+
+
+def disagreements(params: dict, expected: dict) -> list[str]:
+    """The dotted keys of ``expected`` whose value in ``params`` (nested as in params.yaml)
+    differs, as "key=value (the grid: value)"."""
+    def value(key: str):
+        node = params
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return None
+            node = node[part]
+        return node
+
+    return [f"{key}={json.dumps(value(key))} (the grid: {json.dumps(want)})"
+            for key, want in expected.items() if value(key) != want]
 
 
 def missing_runs(grid: dict) -> list[tuple[str, int]]:
@@ -114,6 +135,7 @@ def keep_results(name: str, folder: Path) -> None:
     import dvc.api
 
     texts = {kept: dvc.api.read(str(path), rev=name) for path, kept in KEPT}
+    texts["params.json"] = json.dumps(dvc.api.params_show(rev=name), indent=2) + "\n"
     folder.mkdir(parents=True, exist_ok=True)
     for kept, text in sorted(texts.items(), key=lambda item: item[0] == "evaluate.json"):
         with atomic_path(folder / kept) as tmp:
@@ -158,6 +180,7 @@ def queue_states_after_restart() -> dict[str, str]:
 
 
 def run_grid(grid: dict, jobs: int, poll: float = 30) -> None:
+    load_runs(grid)  # refuses kept runs of another recipe before hours of training
     todo = {run_name(s, seed): (s, seed) for s, seed in missing_runs(grid)}
     if not todo:
         print("claims: every run of the grid is in claims/runs/")
@@ -211,7 +234,16 @@ def load_runs(grid: dict) -> dict[str, dict[int, dict]]:
         for folder in sorted((RUNS / setting).glob("seed-*")):
             if not (folder / "evaluate.json").exists():
                 continue
-            runs.setdefault(setting, {})[int(folder.name.removeprefix("seed-"))] = {
+            seed = int(folder.name.removeprefix("seed-"))
+            if not (folder / "params.json").exists():
+                raise PipelineError(f"{folder}/params.json: missing; without the run's params "
+                                    "it cannot be checked against the grid")
+            wrong = disagreements(read_json(folder / "params.json"),
+                                  run_params(grid, setting, seed))
+            if wrong:
+                raise PipelineError(f"{folder} was run with {', '.join(wrong)}: move "
+                                    f"{RUNS}/ aside to run a new grid, or restore the grid")
+            runs.setdefault(setting, {})[seed] = {
                 "scores": read_json(folder / "evaluate.json"),
                 "correct": correct_by_crop(read_csv(folder / "predictions.csv")),
                 **{split: [float(row["accuracy"]) for row in csv.DictReader(

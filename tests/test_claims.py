@@ -81,8 +81,18 @@ def test_curve_band_averages_where_runs_overlap():
     assert sd.tolist() == pytest.approx([0.1, 0.1])
 
 
-def write_run(folder, correct, val):
+def nested(dotted: dict) -> dict:
+    """{"train.seed": 0} -> {"train": {"seed": 0}}, as params.yaml nests it."""
+    params: dict = {}
+    for key, value in dotted.items():
+        section, name = key.split(".")
+        params.setdefault(section, {})[name] = value
+    return params
+
+
+def write_run(folder, correct, val, params):
     folder.mkdir(parents=True)
+    (folder / "params.json").write_text(json.dumps(params))
     (folder / "evaluate.json").write_text(json.dumps(
         {"top1_accuracy": float(np.mean(correct)), "macro_f1": 0.5}))
     with open(folder / "predictions.csv", "w", newline="") as f:
@@ -105,8 +115,10 @@ def test_report_from_kept_runs_names_missing_seeds_and_cells(in_tmp):
     (in_tmp / "claims/grid.yaml").write_text(yaml.safe_dump(grid, sort_keys=False))
     rng = np.random.default_rng(0)
     for seed in range(2):
-        write_run(in_tmp / f"claims/runs/default/seed-{seed}", rng.random(50) < 0.6, [0.3, 0.6])
-    write_run(in_tmp / "claims/runs/categorical/seed-0", rng.random(50) < 0.4, [0.4, 0.45])
+        write_run(in_tmp / f"claims/runs/default/seed-{seed}", rng.random(50) < 0.6, [0.3, 0.6],
+                  nested(claims.run_params(grid, "default", seed)))
+    write_run(in_tmp / "claims/runs/categorical/seed-0", rng.random(50) < 0.4, [0.4, 0.45],
+              nested(claims.run_params(grid, "categorical", 0)))
     claims.main(["report"])
     report = (in_tmp / "claims/report.md").read_text()
     assert "| categorical | `train.loss=categorical` | 1 (2) |" in report
@@ -124,6 +136,28 @@ def test_report_from_kept_runs_names_missing_seeds_and_cells(in_tmp):
                                                                             "categorical"}
     assert claims.missing_runs(claims.read_grid(in_tmp / "claims/grid.yaml")) == [
         ("inception_v4", 0), ("categorical", 1)]  # every setting's seed 0 first, seeds' order
+
+
+def test_kept_runs_of_another_recipe_stop_the_report_with_one_line(in_tmp):
+    """A budget changed after runs were kept would mix two recipes in one table."""
+    grid = {"budget": {"train.epochs": 16}, "baseline": "default", "settings": {"default": {}},
+            "seeds": {"default": 1}}
+    folder = in_tmp / "claims/runs/default/seed-0"
+    write_run(folder, np.ones(10, bool), [0.5], {"train": {"epochs": 8, "seed": 0},
+                                                  "model": {"head_bias": "prior"}})
+    with pytest.raises(PipelineError, match=r"^claims/runs/default/seed-0 was run with "
+                       r"train.epochs=8 \(the grid: 16\): move claims/runs/ aside"):
+        claims.load_runs(grid)
+    (folder / "params.json").unlink()
+    with pytest.raises(PipelineError, match=r"seed-0/params.json: missing"):
+        claims.load_runs(grid)
+
+
+def test_disagreements_compare_dotted_keys_with_nested_params():
+    params = {"train": {"loss": "categorical", "seed": 1}, "model": {"head_bias": "prior"}}
+    assert claims.disagreements(params, {"train.loss": "categorical", "train.seed": 1}) == []
+    assert claims.disagreements(params, {"train.augment": False, "train.seed": 2}) == [
+        "train.augment=null (the grid: false)", "train.seed=1 (the grid: 2)"]
 
 
 def test_a_grid_naming_an_unknown_setting_is_one_line(in_tmp):
@@ -198,7 +232,11 @@ def test_claims_command_on_a_tiny_grid(project_copy):
     for setting in ("default", "categorical"):
         folder = repo.path / f"claims/runs/{setting}/seed-0"
         assert sorted(p.name for p in folder.iterdir()) == [
-            "evaluate.json", "predictions.csv", "train_accuracy.tsv", "val_accuracy.tsv"]
+            "evaluate.json", "params.json", "predictions.csv", "train_accuracy.tsv",
+            "val_accuracy.tsv"]
+        kept = json.loads((folder / "params.json").read_text())
+        assert claims.disagreements(kept, claims.run_params(grid, setting, 0)) == []
+        assert kept["train"]["epochs"] == 1
         scores = json.loads((folder / "evaluate.json").read_text())
         assert scores["test_images"] == len((folder / "predictions.csv").read_text()
                                             .splitlines()) - 1
