@@ -2,7 +2,7 @@
 
     python bench/first_steps.py NETWORK [--steps 124] [--lr 0.001] [--warmup-epochs 0]
         [--schedule constant] [--loss binary] [--optimizer adam|rmsprop|sgd]
-        [--head-bias zeros|prior] [--clip-norm 0] [--bn-momentum 0.9]
+        [--head-bias zeros|prior] [--clip-norm 0] [--bn-momentum 0.9] [--bn-offset 0]
         [--eval-every 31] [--seed 0] [--augment 1] [--out FILE.json]
 
 Trains NETWORK on the project's packed demo data (run `dvc repro split` first) with the train
@@ -49,6 +49,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--head-bias", default="zeros", choices=("zeros", "prior"))
     parser.add_argument("--clip-norm", type=float, default=0.0)
     parser.add_argument("--bn-momentum", type=float, default=0.9)
+    parser.add_argument("--bn-offset", type=float, default=0.0)
     parser.add_argument("--eval-every", type=int, default=31)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--augment", type=int, default=1)
@@ -99,7 +100,8 @@ def main() -> None:
                    if args.head_bias == "prior" else None)
     model = build_classifier(args.network, images.shape[1], len(classes), weights=None,
                              bn_momentum=args.bn_momentum, augment=bool(args.augment),
-                             seed=args.seed, class_prior=class_prior)
+                             seed=args.seed, class_prior=class_prior,
+                             bn_offset=args.bn_offset)
     train = Batches(images, labels, train_idx, len(classes), 64, shuffle_seed=args.seed)
     val = Batches(images, labels, val_idx, len(classes), 64)
     optimizer = make_optimizer(args.optimizer, args.lr, args.schedule, len(train),

@@ -59,6 +59,7 @@ SCHEMA: dict[str, Key] = {
     "split.test": Key(NUMBER, min=0.01, max=0.5),
     "split.too_few": Key(str, choices=("error", "drop")),
     "model.bn_momentum": Key(NUMBER, min=0.0, max=0.999),
+    "model.bn_offset": Key(NUMBER, min=0.0, max=10.0),
     "model.dropout": Key(NUMBER, min=0.0, max=0.9),
     "model.head_bias": Key(str, choices=("zeros", "prior")),
     "model.residual_scale": Key(NUMBER, min=0.01, max=1.0),

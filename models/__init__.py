@@ -47,7 +47,8 @@ NETWORKS: dict[str, Network] = {
 
 def build_classifier(name: str, input_size: int, num_classes: int, *, weights: str | None,
                      bn_momentum: float, augment: bool, seed: int, dropout: float = 0.0,
-                     residual_scale: float | None = None, class_prior=None):
+                     residual_scale: float | None = None, class_prior=None,
+                     bn_offset: float = 0.0):
     """uint8 RGB image -> [augmentation] -> preprocessing -> backbone -> dropout -> softmax.
 
     The model takes raw uint8 pixels so that training, evaluation and prediction share one
@@ -61,6 +62,12 @@ def build_classifier(name: str, input_size: int, num_classes: int, *, weights: s
     all-classes-absent plateau of binary cross-entropy is where training starts rather than a
     place the backbone has to be bent towards. The softmax is unchanged by a bias shared by
     every class, so with balanced classes only the sigmoid-based loss sees it.
+
+    ``bn_offset`` starts every batch norm's offset (beta) there instead of at 0, so that the
+    ReLU after it starts mostly in its linear part. A deep network of convolution, batch norm
+    and ReLU without shortcuts starts with gradients that grow layer by layer towards the input
+    (Yang et al., "A Mean Field Theory of Batch Normalization", 2019); the nearer the ReLUs are
+    to linear, the slower they grow. It is an initial value: loaded ``weights`` replace it.
     """
     import keras
 
@@ -91,6 +98,8 @@ def build_classifier(name: str, input_size: int, num_classes: int, *, weights: s
     for layer in _layers(model):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = bn_momentum
+            if bn_offset and not weights and layer.center:
+                layer.beta.assign(keras.ops.full(layer.beta.shape, bn_offset))
     return model
 
 

@@ -76,7 +76,8 @@ def main() -> None:
                                      bn_momentum=model_cfg["bn_momentum"], augment=cfg["augment"],
                                      seed=cfg["seed"], dropout=model_cfg["dropout"],
                                      residual_scale=model_cfg["residual_scale"],
-                                     class_prior=class_prior)
+                                     class_prior=class_prior,
+                                     bn_offset=model_cfg["bn_offset"])
         except WeightsUnavailable as err:
             raise PipelineError(str(err)) from None
         train_batches = Batches(images, labels, train_idx, len(classes), cfg["batch_size"],
