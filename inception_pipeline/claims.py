@@ -4,13 +4,14 @@ seeds, and a report that says what holds.
     inception-claims run [--grid claims/grid.yaml] [--jobs 1]   queue the missing runs, run them
     inception-claims report [--grid claims/grid.yaml]           rebuild the report from the runs
 
-``run`` queues every (setting, seed) of the grid that claims/runs/ does not hold yet as a DVC
-experiment (``dvc exp run --queue -S ...``), starts the queue and, as each experiment ends,
-copies its small results into claims/runs/SETTING/seed-N/ (test metrics, test predictions,
-per-epoch curves, and the run's params): kept in git, they let the report be rebuilt, and
-extended with more seeds, without rerunning anything. A kept run whose params disagree with the
-grid (say, the budget changed since) stops both commands: results of two recipes never mix.
-``report`` writes claims/report.md and claims/curves.png.
+A grid's runs and report live in the grid file's folder (for claims/grid.yaml: claims/), so
+grids of different budgets sit side by side. ``run`` queues every (setting, seed) of the grid
+that its runs/ does not hold yet as a DVC experiment (``dvc exp run --queue -S ...``), starts
+the queue and, as each experiment ends, copies its small results into runs/SETTING/seed-N/
+(test metrics, test predictions, per-epoch curves, and the run's params): kept in git, they let
+the report be rebuilt, and extended with more seeds, without rerunning anything. A kept run
+whose params disagree with the grid (say, the budget changed since) stops both commands: results
+of two recipes never mix. ``report`` writes report.md, report.json and curves.png.
 
 Every run of a setting differs from the others only in ``train.seed``; the data and split are
 the same, so runs are compared on the same test crops. The difference between a setting and the
@@ -43,9 +44,6 @@ from inception_pipeline.layout import CURVES_DIR, EVALUATE_METRICS, PREDICTIONS
 
 DVC = str(Path(sys.executable).parent / "dvc")  # the dvc installed beside this Python
 GRID = Path("claims/grid.yaml")
-RUNS = Path("claims/runs")
-REPORT = Path("claims/report.md")
-FIGURE = Path("claims/curves.png")
 # What each run keeps: (file in the experiment, name in its folder).
 KEPT = [(EVALUATE_METRICS, "evaluate.json"), (PREDICTIONS, "predictions.csv"),
         (CURVES_DIR / "eval" / "accuracy.tsv", "val_accuracy.tsv"),
@@ -58,7 +56,7 @@ T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 
 def read_grid(path: Path) -> dict:
     """The grid: ``budget`` (params every run sets), ``settings`` (name -> params), ``seeds``
     (name -> how many), ``baseline`` (a setting's name) and ``pairs`` ([without, with]
-    residual connections)."""
+    residual connections); ``file``, its path: the file's folder holds its runs and report."""
     try:
         grid = yaml.safe_load(path.read_text(encoding="utf-8"))
         settings, seeds, baseline = grid["settings"], grid["seeds"], grid["baseline"]
@@ -69,7 +67,7 @@ def read_grid(path: Path) -> dict:
                ) - set(settings)
     if unknown:
         raise PipelineError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")
-    return grid
+    return {**grid, "file": path}
 
 
 def planned_seeds(grid: dict) -> dict[str, int]:
@@ -79,12 +77,23 @@ def planned_seeds(grid: dict) -> dict[str, int]:
             if setting in grid["seeds"]}
 
 
-def run_name(setting: str, seed: int) -> str:
-    return f"claims-{setting}-seed-{seed}"
+def run_name(grid: dict, setting: str, seed: int) -> str:
+    """The experiment's name, unique across grids: claims-default-seed-0 for claims/grid.yaml,
+    claims-other-default-seed-0 for claims/other/grid.yaml."""
+    return "-".join([*home(grid).parts, setting, "seed", str(seed)]).lstrip("/")
 
 
-def run_folder(setting: str, seed: int) -> Path:
-    return RUNS / setting / f"seed-{seed}"
+def home(grid: dict) -> Path:
+    """The folder of the grid's file, which holds its runs and report."""
+    return Path(grid["file"]).parent
+
+
+def runs_dir(grid: dict) -> Path:
+    return home(grid) / "runs"
+
+
+def run_folder(grid: dict, setting: str, seed: int) -> Path:
+    return runs_dir(grid) / setting / f"seed-{seed}"
 
 
 def run_params(grid: dict, setting: str, seed: int) -> dict:
@@ -113,11 +122,11 @@ def disagreements(params: dict, expected: dict) -> list[str]:
 
 
 def missing_runs(grid: dict) -> list[tuple[str, int]]:
-    """The runs claims/runs/ lacks, seed by seed (every setting's seed 0 first), so that a
+    """The runs the grid's runs/ lacks, seed by seed (every setting's seed 0 first), so that a
     grid stopped halfway still covers every setting."""
     return sorted(((setting, seed) for setting, count in grid["seeds"].items()
                    for seed in range(count)
-                   if not (run_folder(setting, seed) / "evaluate.json").exists()),
+                   if not (run_folder(grid, setting, seed) / "evaluate.json").exists()),
                   key=lambda run: (run[1], list(grid["seeds"]).index(run[0])))
 
 
@@ -181,9 +190,9 @@ def queue_states_after_restart() -> dict[str, str]:
 
 def run_grid(grid: dict, jobs: int, poll: float = 30) -> None:
     load_runs(grid)  # refuses kept runs of another recipe before hours of training
-    todo = {run_name(s, seed): (s, seed) for s, seed in missing_runs(grid)}
+    todo = {run_name(grid, s, seed): (s, seed) for s, seed in missing_runs(grid)}
     if not todo:
-        print("claims: every run of the grid is in claims/runs/")
+        print(f"claims: every run of the grid is in {runs_dir(grid)}/")
         return
     # Runs an earlier `run` queued are waited for, not queued twice: the queue's workers go on
     # when the command that started them stops.
@@ -216,8 +225,8 @@ def run_grid(grid: dict, jobs: int, poll: float = 30) -> None:
             if states[name] == "Failed":
                 print(f"claims: {name} failed; `dvc queue logs {name}` says why", flush=True)
             else:
-                keep_results(name, run_folder(setting, seed))
-                print(f"claims: {name} done -> {run_folder(setting, seed)}/", flush=True)
+                keep_results(name, run_folder(grid, setting, seed))
+                print(f"claims: {name} done -> {run_folder(grid, setting, seed)}/", flush=True)
         if todo and not {"Queued", "Running"} & {states.get(n) for n in todo}:
             raise PipelineError(f"the queue stopped with {len(todo)} runs unfinished: "
                                 + ", ".join(sorted(todo)))
@@ -231,7 +240,7 @@ def load_runs(grid: dict) -> dict[str, dict[int, dict]]:
     """setting -> seed -> {"scores", "correct" (crop -> bool), "val"/"train" (top-1 by epoch)}."""
     runs: dict[str, dict[int, dict]] = {}
     for setting in grid["settings"]:
-        for folder in sorted((RUNS / setting).glob("seed-*")):
+        for folder in sorted((runs_dir(grid) / setting).glob("seed-*")):
             if not (folder / "evaluate.json").exists():
                 continue
             seed = int(folder.name.removeprefix("seed-"))
@@ -242,7 +251,8 @@ def load_runs(grid: dict) -> dict[str, dict[int, dict]]:
                                   run_params(grid, setting, seed))
             if wrong:
                 raise PipelineError(f"{folder} was run with {', '.join(wrong)}: move "
-                                    f"{RUNS}/ aside to run a new grid, or restore the grid")
+                                    f"{runs_dir(grid)}/ aside to run a new grid, or restore "
+                                    "the grid")
             runs.setdefault(setting, {})[seed] = {
                 "scores": read_json(folder / "evaluate.json"),
                 "correct": correct_by_crop(read_csv(folder / "predictions.csv")),
@@ -348,7 +358,8 @@ def report_text(grid: dict, runs: dict) -> str:
     baseline = grid["baseline"]
     budget = params_text(grid.get("budget", {})) or "none"
     lines = ["# Claims report", "",
-             f"Built by `inception-claims report` from claims/runs/ (grid: {GRID}). Every run: "
+             f"Built by `inception-claims report --grid {grid['file']}` from "
+             f"{runs_dir(grid)}/. Every run: "
              f"params.yaml plus {budget}, plus its setting, with `train.seed` 0, 1, ...; "
              "same data and split, so all runs are scored on the same test crops.", "",
              "## Test top-1 and macro-F1 over seeds", "",
@@ -397,20 +408,21 @@ def report_text(grid: dict, runs: dict) -> str:
                      f"[{fmt(d['interval'][0], '+')}, {fmt(d['interval'][1], '+')}] | "
                      + ", ".join(f"{v:+.3f}" for v in d["per_seed"]) + f" | {d['verdict']} |")
     lines += ["", "## Validation top-1 per epoch", "",
-              f"![validation top-1 per epoch, mean and band over seeds]({FIGURE.name})", ""]
+              "![validation top-1 per epoch, mean and band over seeds](curves.png)", ""]
     return "\n".join(lines)
 
 
 def write_report(grid: dict) -> None:
     runs = load_runs(grid)
     if not runs:
-        raise PipelineError(f"{RUNS}: no finished runs yet (`inception-claims run`)")
-    plot(grid, runs, FIGURE)
-    write_text(REPORT, report_text(grid, runs))
-    write_json(REPORT.with_suffix(".json"), {
+        raise PipelineError(f"{runs_dir(grid)}: no finished runs yet (`inception-claims run`)")
+    report, figure = home(grid) / "report.md", home(grid) / "curves.png"
+    plot(grid, runs, figure)
+    write_text(report, report_text(grid, runs))
+    write_json(report.with_suffix(".json"), {
         setting: {str(seed): r["scores"] for seed, r in seed_runs.items()}
         for setting, seed_runs in runs.items()})
-    print(f"claims: wrote {REPORT} and {FIGURE} from {sum(map(len, runs.values()))} runs")
+    print(f"claims: wrote {report} and {figure} from {sum(map(len, runs.values()))} runs")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,6 +2,7 @@
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -141,7 +142,7 @@ def test_report_from_kept_runs_names_missing_seeds_and_cells(in_tmp):
 def test_kept_runs_of_another_recipe_stop_the_report_with_one_line(in_tmp):
     """A budget changed after runs were kept would mix two recipes in one table."""
     grid = {"budget": {"train.epochs": 16}, "baseline": "default", "settings": {"default": {}},
-            "seeds": {"default": 1}}
+            "seeds": {"default": 1}, "file": Path("claims/grid.yaml")}
     folder = in_tmp / "claims/runs/default/seed-0"
     write_run(folder, np.ones(10, bool), [0.5], {"train": {"epochs": 8, "seed": 0},
                                                   "model": {"head_bias": "prior"}})
@@ -151,6 +152,24 @@ def test_kept_runs_of_another_recipe_stop_the_report_with_one_line(in_tmp):
     (folder / "params.json").unlink()
     with pytest.raises(PipelineError, match=r"seed-0/params.json: missing"):
         claims.load_runs(grid)
+
+
+def test_a_grid_in_another_folder_keeps_its_runs_and_report_there(in_tmp):
+    """Two budgets side by side: claims/grid.yaml and claims/longer/grid.yaml."""
+    grid = {"budget": {"train.epochs": 16}, "baseline": "default", "settings": {"default": {}},
+            "seeds": {"default": 1}}
+    (in_tmp / "claims/longer").mkdir(parents=True)
+    (in_tmp / "claims/longer/grid.yaml").write_text(yaml.safe_dump(grid))
+    write_run(in_tmp / "claims/longer/runs/default/seed-0", np.ones(10, bool), [0.5],
+              nested(claims.run_params(grid, "default", 0)))
+    claims.main(["report", "--grid", "claims/longer/grid.yaml"])
+    report = (in_tmp / "claims/longer/report.md").read_text()
+    assert "report --grid claims/longer/grid.yaml` from claims/longer/runs/." in report
+    assert sorted(p.name for p in (in_tmp / "claims").iterdir()) == ["longer"]
+    assert claims.run_name(claims.read_grid(Path("claims/longer/grid.yaml")), "default", 0) == (
+        "claims-longer-default-seed-0")
+    assert claims.run_name({"file": Path("claims/grid.yaml")}, "default", 0) == (
+        "claims-default-seed-0")
 
 
 def test_disagreements_compare_dotted_keys_with_nested_params():
