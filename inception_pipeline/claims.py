@@ -80,7 +80,8 @@ def planned_seeds(grid: dict) -> dict[str, int]:
 def run_name(grid: dict, setting: str, seed: int) -> str:
     """The experiment's name, unique across grids: claims-default-seed-0 for claims/grid.yaml,
     claims-other-default-seed-0 for claims/other/grid.yaml."""
-    return "-".join([*home(grid).parts, setting, "seed", str(seed)]).lstrip("/")
+    folder = home(grid)
+    return "-".join([*folder.relative_to(folder.anchor).parts, setting, "seed", str(seed)])
 
 
 def home(grid: dict) -> Path:
