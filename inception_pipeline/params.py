@@ -41,6 +41,7 @@ class Key:
 NUMBER = (int, float)
 SCHEMA: dict[str, Key] = {
     "sample.seed": Key(int, min=0),
+    "sample.difficulty": Key(str, choices=("easy", "hard")),
     "sample.classes": Key(int, min=2, max=51),
     "sample.images_per_class": Key(int, min=1),
     "data.dir": Key(str),
