@@ -1,5 +1,6 @@
-"""Camera-sized photos (issue 17): crop + resize + pack under ``dvc repro`` against the study's
-loop and against the previous code, which decoded every photo and stored every crop at full size.
+"""Camera-sized photos: crop + resize + pack under ``dvc repro`` against the study's loop and
+against the code of another commit (``--previous``; dfcf72f decoded every photo and stored
+every crop at full size).
 
     python bench/camera_photos.py generate DIR [--photos 200]
     python bench/camera_photos.py compare DATA_DIR --previous REV [--reps 3] [--scratch DIR]
