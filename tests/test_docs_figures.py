@@ -89,6 +89,12 @@ def test_split_sizes_in_the_docs_are_the_committed_split():
             assert found == expected, doc.name
 
 
+def test_readme_claims_budget_is_the_grids():
+    budget = yaml.safe_load(text(ROOT / "claims/grid.yaml"))["budget"]
+    claims = " ".join(section(text(ROOT / "README.md"), "The claims").split())
+    assert f"Its budget is {budget['train.epochs']} epochs" in claims
+
+
 def test_model_file_size_is_the_committed_models():
     """BENCHMARKS.md's size of the file the train stage writes, against dvc.lock's."""
     lock = yaml.safe_load(text(ROOT / "dvc.lock"))
