@@ -95,6 +95,20 @@ def test_readme_claims_budget_is_the_grids():
     assert f"Its budget is {budget['train.epochs']} epochs" in claims
 
 
+def test_defaults_in_the_docs_are_params_yamls():
+    """"`crop.max_side` pixels (default 299)" and the like, and the README's default epochs."""
+    params = yaml.safe_load(text(ROOT / "params.yaml"))
+    found = [("train.epochs", re.search(r"The default (\d+) epochs",
+                                        text(ROOT / "README.md"))[1], "")]
+    for doc in DOCS:
+        found += re.findall(r"`(\w+\.\w+)`[^`(]{0,20}\(default ([\d.]+)( MP)?",
+                            " ".join(text(doc).split()))
+    assert len(found) >= 4
+    for key, value, unit in found:
+        group, name = key.split(".")
+        assert float(value) * (1e6 if unit else 1) == params[group][name], key
+
+
 def test_model_file_size_is_the_committed_models():
     """BENCHMARKS.md's size of the file the train stage writes, against dvc.lock's."""
     lock = yaml.safe_load(text(ROOT / "dvc.lock"))
