@@ -5,12 +5,12 @@
     python bench/startup.py train DIR [--reps 2]       # first-epoch overhead of a short fit
     python bench/startup.py first-step DIR [--reps 2]  # the first training step, split up
 
-"old" is the code at --old-ref (default: the commit before issue 16), extracted with
-`git archive` into DIR/old and put first on PYTHONPATH; "new" is this checkout. ``setup``
-builds the default network (IR-v2, 75x75, 51 classes, augmentation on), compiles it as the
-train stage does (Adam, binary cross-entropy), runs one training step so that Adam's
-variables exist, and saves it twice: ``model.save`` of the compiled model (what the train
-stage wrote before) and ``save_classifier`` (what it writes now).
+"old" is the code at --old-ref (default dfcf72f: grappler on, the optimizer built in the first
+traced step, the compiled model saved), extracted with `git archive` into DIR/old and put
+first on PYTHONPATH; "new" is this checkout. ``setup`` builds the default network (IR-v2,
+75x75, 51 classes, augmentation on), compiles it as the train stage does (Adam, binary
+cross-entropy), runs one training step so that Adam's variables exist, and saves it twice:
+``model.save`` of the compiled model (old) and ``save_classifier`` (new).
 
 ``predict``: the wall time of `python -m inception_pipeline.predict image.jpg` (old on the
 compiled file, new on the lean one), then the same steps timed inside one process: importing

@@ -38,7 +38,7 @@ from inception_pipeline.annotations import (
     to_pixels,
 )
 from inception_pipeline.errors import PipelineError, run
-from inception_pipeline.images import Photo, crop_region, resize_image
+from inception_pipeline.images import Photo, configure_decoders, crop_region, resize_image
 from inception_pipeline.io import read_csv, read_json
 from inception_pipeline.layout import CLASSES, MODEL
 from inception_pipeline.params import load_params
@@ -212,6 +212,7 @@ def main(argv: list[str] | None = None) -> None:
     if kind and len(args.images) > 1:
         raise PipelineError(f"--annotation {args.annotation}: {kind} describes one image, "
                             f"{len(args.images)} given")
+    configure_decoders()
     items, inputs = prepare(args, load_params())
     probs, classes = classify(args.model, inputs)
     results = [{"image": str(path), "box": list(region), "top": top_classes(p, classes, args.top_k)}

@@ -117,13 +117,13 @@ def compile_model(model: keras.Model, optimizer, loss: keras.losses.Loss,
         losses = {name: loss for name in model.output_names}
         weights = loss_weights(model.output_names, aux_loss_weight)
         metric_map = {"predictions": metrics()}
-    # XLA off by default (Keras' "auto" would turn it on): with oneDNN on it was no faster here
-    # and compiled 10 s longer (bench/train_step.py, BENCHMARKS.md).
+    # XLA off by default (Keras' "auto" would turn it on): with oneDNN on it is no faster on
+    # CPU and compiles longer (bench/train_step.py, BENCHMARKS.md).
     model.compile(optimizer=optimizer, loss=losses, loss_weights=weights, metrics=metric_map,
                   jit_compile=jit_compile)
     # Built now, not in the first traced step: variables created there make tf.function trace
-    # the step twice and guard each one's initial value with a cond (IR-v2: 980 of them), which
-    # was most of the first step (bench/startup.py, BENCHMARKS.md "Start-up costs").
+    # the step twice and guard each one's initial value with a cond (IR-v2: 980 of them)
+    # (bench/startup.py, BENCHMARKS.md "Start-up costs").
     model.optimizer.build(model.trainable_variables)
 
 

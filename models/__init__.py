@@ -123,7 +123,7 @@ def _layers(model):
 def save_classifier(model, path) -> None:
     """Save what inference needs: the architecture and weights, without the optimizer's state or
     compile settings. A .keras file saves every attribute of a compiled model, Adam's two
-    moment tensors per weight included (IR-v2: 3x the size); resume keeps them in its own
+    moment tensors per weight included; resume keeps them in its own
     checkpoints. A new Functional over the same layers shares the weights and was never
     compiled."""
     import keras

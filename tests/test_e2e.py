@@ -215,3 +215,58 @@ def test_teammate_pulls_results_from_a_remote_without_recomputing(project_copy, 
     assert (clone / "data/model/model.keras").is_file()
     assert "Data and pipelines are up to date" in teammate.dvc("status")
     assert stages_run(teammate.dvc("repro")) == set()
+
+
+def flat(metrics: dict, prefix: str = "") -> dict:
+    """Nested metrics as `dvc metrics` names them: {"train": {"loss": x}} -> {"train.loss": x}."""
+    return {name: value for key, item in metrics.items()
+            for name, value in (flat(item, f"{prefix}{key}.") if isinstance(item, dict)
+                                else {f"{prefix}{key}": item}).items()}
+
+
+def test_fresh_clone_compares_a_new_run_with_the_committed_one(project_copy, tmp_path):
+    """The README's commands in a fresh `git clone` (its DVC cache shared with the project's, as
+    on one machine): after a run with other train settings, `dvc metrics diff` and `dvc plots
+    diff HEAD` show the committed run's training metrics and curves beside the new ones, since
+    DVCLive's files travel with git. Setting the params back, `dvc repro` restores train from
+    DVC's run cache instead of training again (DVC keeps it for uncached outputs declared under
+    metrics: and plots:)."""
+    clone = Repo(tmp_path / "clone")
+    project_copy.run("git", "clone", "-q", str(project_copy.path), str(clone.path))
+    clone.dvc("cache", "dir", "--local", str(project_copy.path / ".dvc/cache"))
+    clone.dvc("checkout")
+    committed_params = (clone.path / "params.yaml").read_text(encoding="utf-8")
+    params = yaml.safe_load(committed_params)
+    params["train"]["epochs"] = 1
+    (clone.path / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True,
+                                                           sort_keys=False), encoding="utf-8")
+    assert "train" in stages_run(clone.dvc("repro"))
+
+    output = clone.dvc("metrics", "diff", "--all", "--json")
+    assert "failed to load" not in output, output
+    diff, _ = json.JSONDecoder().raw_decode(output)
+    committed = flat(json.loads(clone.run("git", "show", "HEAD:metrics/train/metrics.json")))
+    train_diff = diff["metrics/train/metrics.json"]
+    assert {key: train_diff[key]["old"] for key in committed} == committed, train_diff
+    assert train_diff["step"] == {"old": 1, "new": 0, "diff": -1}, train_diff  # from epoch 0
+
+    output = clone.dvc("plots", "diff", "HEAD", "--json")
+    assert "failed to load" not in output, output
+    plots, _ = json.JSONDecoder().raw_decode(output)
+    curves = clone.run("git", "ls-tree", "-r", "--name-only", "HEAD", "metrics/train/plots").split()
+    assert "metrics/train/plots/metrics/eval/accuracy.tsv" in curves
+    for path in curves:
+        rows = list(csv.DictReader(clone.run("git", "show", f"HEAD:{path}").splitlines(),
+                                   delimiter="\t"))
+        [plot] = plots["data"][path]
+        points = plot["content"]["data"]["values"]
+        assert [{k: v for k, v in p.items() if k != "rev"} for p in points
+                if p["rev"] == "HEAD"] == rows, path
+        assert any(p["rev"] == "workspace" for p in points), path
+
+    (clone.path / "params.yaml").write_text(committed_params, encoding="utf-8")
+    output = clone.dvc("repro")
+    assert "Stage 'train' is cached - skipping run, checking out outputs" in output, output
+    assert "train" not in stages_run(output)
+    for path in ["metrics/train/metrics.json", *curves]:
+        assert (clone.path / path).read_text() == clone.run("git", "show", f"HEAD:{path}"), path
