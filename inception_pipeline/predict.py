@@ -182,8 +182,11 @@ def prepare(args: argparse.Namespace, params: dict) -> tuple[list[tuple[Path, Bo
     return items, np.stack(inputs)
 
 
-def classify(model_path: Path, inputs: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """Class probabilities (N, C) from the saved model, and the class names."""
+def classify(model_path: Path, inputs: np.ndarray, tta_flip: bool = False
+             ) -> tuple[np.ndarray, list[str]]:
+    """Class probabilities (N, C) from the saved model, and the class names; with ``tta_flip``
+    (evaluate.tta_flip, so that predict agrees with evaluate) averaged with the mirror
+    images'."""
     for needed in (model_path, CLASSES):
         if not needed.is_file():
             raise PipelineError(f"{needed}: missing (the pipeline writes it: `dvc repro`)")
@@ -195,7 +198,7 @@ def classify(model_path: Path, inputs: np.ndarray) -> tuple[np.ndarray, list[str
     if model.input_shape[1:] != inputs.shape[1:]:
         raise PipelineError(f"{model_path} takes {model.input_shape[1]}px inputs, params.yaml "
                             f"gives {inputs.shape[1]}px: retrain it (`dvc repro`)")
-    probs = class_probabilities(model, inputs)
+    probs = class_probabilities(model, inputs, tta_flip=tta_flip)
     if probs.shape[1] != len(classes):
         raise PipelineError(f"{model_path} has {probs.shape[1]} classes, {CLASSES} "
                             f"{len(classes)}: retrain it (`dvc repro`)")
@@ -212,8 +215,9 @@ def main(argv: list[str] | None = None) -> None:
     if kind and len(args.images) > 1:
         raise PipelineError(f"--annotation {args.annotation}: {kind} describes one image, "
                             f"{len(args.images)} given")
-    items, inputs = prepare(args, load_params())
-    probs, classes = classify(args.model, inputs)
+    params = load_params()
+    items, inputs = prepare(args, params)
+    probs, classes = classify(args.model, inputs, params["evaluate"]["tta_flip"])
     results = [{"image": str(path), "box": list(region), "top": top_classes(p, classes, args.top_k)}
                for (path, region), p in zip(items, probs, strict=True)]
     if args.json:

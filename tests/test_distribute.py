@@ -303,10 +303,11 @@ def test_replica_parts_make_up_each_global_batch():
     batches = Batches(images, labels, np.arange(14), 3, batch_size=8, shuffle_seed=0)
     for i in range(len(batches)):
         parts = [batches.replica_part(i, replica, 2) for replica in range(2)]
-        assert [len(x) for x, _ in parts] == ([4, 4] if i == 0 else [3, 3])
+        assert [len(x) for x, _, _ in parts] == ([4, 4] if i == 0 else [3, 3])
         x, y = batches[i]  # what one device reads
-        assert np.array_equal(np.concatenate([x for x, _ in parts]), x)
-        assert np.array_equal(np.concatenate([y for _, y in parts]), y)
+        assert np.array_equal(np.concatenate([x for x, _, _ in parts]), x)
+        assert np.array_equal(np.concatenate([y for _, y, _ in parts]), y)
+        assert all((w == 1).all() for _, _, w in parts)  # no train.class_weight
 
 
 @pytest.mark.parametrize("tf_config, expected", [
@@ -359,18 +360,28 @@ def test_batch_size_must_split_over_the_replicas():
         check_batch_size(4, 13, 2)
 
 
-@pytest.mark.parametrize("aux_head", [False, True])
-def test_multi_worker_loop_matches_fit_on_one_device(aux_head):
+@pytest.mark.parametrize("aux_head, regularised", [(False, False), (True, False),
+                                                   (False, True), (True, True)])
+def test_multi_worker_loop_matches_fit_on_one_device(aux_head, regularised):
     """The loop under the default strategy against model.fit: same curves, same names (with
     an auxiliary head too, as GoogLeNet's). fit averages each output's own loss over batches,
     not images (a last batch of 3 counts as much as one of 4); the loop averages over images,
-    so the auxiliary case uses full batches only, where the two agree."""
+    so the auxiliary case uses full batches only, where the two agree. ``regularised``: with
+    balanced class weights, MixUp and CutMix, weight decay and the weights' moving average
+    (validated, and the final weights), as the train stage sets them up."""
     import keras
     import tensorflow as tf
 
-    from inception_pipeline.batches import Batches
+    from inception_pipeline.batches import Batches, LabelMixing, balanced_class_weights
     from inception_pipeline.distributed import fit_multi_worker
-    from inception_pipeline.training import MainHeadLogNames, compile_model, loss_weights, make_loss
+    from inception_pipeline.training import (
+        EmaWeights,
+        MainHeadLogNames,
+        compile_model,
+        loss_weights,
+        make_loss,
+        make_optimizer,
+    )
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (24, 8, 8, 3), dtype=np.uint8)
@@ -394,22 +405,31 @@ def test_multi_worker_loop_matches_fit_on_one_device(aux_head):
         outputs = [keras.layers.Dense(3, activation="softmax", name=name)(x)
                    for name in (["predictions", "aux1"] if aux_head else ["predictions"])]
         model = keras.Model(inputs, outputs if aux_head else outputs[0])
-        compile_model(model, keras.optimizers.Adam(0.01), make_loss("binary"), 0.3)
+        compile_model(model, make_optimizer("adam", 0.01, "constant", 4, 3,
+                                            weight_decay=0.1 if regularised else 0.0,
+                                            ema=0.9 if regularised else 0.0),
+                      make_loss("binary"), 0.3)
+        regularisers = {"mixing": LabelMixing(0.4, 1.0),
+                        "class_weights": balanced_class_weights(labels[:train_rows], 3)
+                        } if regularised else {}
         train = Batches(images, labels, np.arange(train_rows), 3, 4, shuffle_seed=1,
-                        output_names=model.output_names)
+                        output_names=model.output_names, **regularisers)
         val = Batches(images, labels, np.arange(train_rows, val_rows), 3, 4,
                       output_names=model.output_names)
         logs = Logs()
+        callbacks = [MainHeadLogNames(), logs] + ([EmaWeights()] if regularised else [])
         if loop:
             fit_multi_worker(model, tf.distribute.get_strategy(), train, val, 3,
                              make_loss("binary", reduction=None),
-                             loss_weights(model.output_names, 0.3), [MainHeadLogNames(), logs])
+                             loss_weights(model.output_names, 0.3), callbacks)
         else:
             model.fit(train, validation_data=val, epochs=3, shuffle=False, verbose=0,
-                      callbacks=[MainHeadLogNames(), logs])
-        return logs.epochs
+                      callbacks=callbacks)
+        return logs.epochs, [v.numpy() for v in model.trainable_variables]
 
-    fitted, looped = run(loop=False), run(loop=True)
+    (fitted, fit_weights), (looped, loop_weights) = run(loop=False), run(loop=True)
     assert [sorted(epoch) for epoch in looped] == [sorted(epoch) for epoch in fitted]
     for a, b in zip(looped, fitted, strict=True):
         assert a == pytest.approx(b, rel=1e-5)
+    for a, b in zip(loop_weights, fit_weights, strict=True):
+        assert a == pytest.approx(b, rel=1e-4, abs=1e-6)
