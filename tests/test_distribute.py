@@ -44,7 +44,11 @@ ONE_THREAD = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
 # One epoch (three steps) of SGD under MirroredStrategy over two logical CPUs against one
 # device, with fit (the mirrored path) and with fit_multi_worker (the multi_worker path), on a
 # network without BatchNormalization, so that the replicas' gradients sum to one device's
-# exactly: prints, for each, the largest relative difference of a weight's update.
+# exactly: prints, for each, the largest relative difference of a weight's update. The
+# "_regularised" runs train two epochs with weight decay, the weights' moving average (the
+# final weights are the average; the validation between the epochs swaps it in and out),
+# balanced class weights and, under fit, MixUp and CutMix (the multi-worker loop mixes within
+# each replica's share, unlike one device).
 TWO_REPLICA_UPDATES = """
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
@@ -53,38 +57,52 @@ import json
 import keras
 import numpy as np
 from inception_pipeline.distributed import fit_multi_worker
-from inception_pipeline.batches import Batches
-from inception_pipeline.training import compile_model, loss_weights, make_loss
+from inception_pipeline.batches import Batches, LabelMixing, balanced_class_weights
+from inception_pipeline.training import (
+    EmaWeights, compile_model, loss_weights, make_loss, make_optimizer)
 
 rng = np.random.default_rng(0)
 images = rng.integers(0, 256, (14, 8, 8, 3), dtype=np.uint8)
 labels = rng.integers(0, 3, 14)
 
-def updates(strategy, loop):
+def updates(strategy, loop, regularised=False):
     keras.utils.set_random_seed(0)
+    epochs = 2 if regularised else 1
     with strategy.scope():
         inputs = keras.Input((8, 8, 3), dtype="uint8")
         x = keras.layers.Conv2D(4, 3, activation="relu")(keras.ops.cast(inputs, "float32") / 255)
         x = keras.layers.GlobalAveragePooling2D()(x)
         outputs = keras.layers.Dense(3, activation="softmax", name="predictions")(x)
         model = keras.Model(inputs, outputs)
-        compile_model(model, keras.optimizers.SGD(0.5), make_loss("binary"), 0.3)
+        compile_model(model, make_optimizer("sgd", 0.5, "constant", 3, epochs,
+                                            weight_decay=0.1 * regularised,
+                                            ema=0.9 * regularised), make_loss("binary"), 0.3)
+    options = {"class_weights": balanced_class_weights(labels[:10], 3),
+               "mixing": LabelMixing(0.0 if loop else 0.4, 0.0 if loop else 1.0)
+               } if regularised else {}
     # batches of 4, 4 and 2 rows: 2 + 2 and 1 + 1 per replica
-    train = Batches(images, labels, np.arange(10), 3, 4, shuffle_seed=1)
+    train = Batches(images, labels, np.arange(10), 3, 4, shuffle_seed=1, **options)
     val = Batches(images, labels, np.arange(10, 14), 3, 4)
+    callbacks = [EmaWeights()] if regularised else []
     before = [w.numpy() for w in model.trainable_weights]
     if loop:
-        fit_multi_worker(model, strategy, train, val, 1, make_loss("binary", reduction=None),
-                         loss_weights(model.output_names, 0.3), [])
+        fit_multi_worker(model, strategy, train, val, epochs,
+                         make_loss("binary", reduction=None),
+                         loss_weights(model.output_names, 0.3), callbacks)
     else:
-        model.fit(train, validation_data=val, epochs=1, shuffle=False, verbose=0)
+        model.fit(train, validation_data=val, epochs=epochs, shuffle=False, verbose=0,
+                  callbacks=callbacks)
     return [w.numpy() - b for w, b in zip(model.trainable_weights, before)]
 
 two = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 one = tf.distribute.get_strategy()
-print(json.dumps({path: max(float(np.linalg.norm(a - b) / np.linalg.norm(b))
-                            for a, b in zip(updates(two, loop), updates(one, loop), strict=True))
-                  for path, loop in (("mirrored", False), ("multi_worker", True))}))
+print(json.dumps({
+    f"{path}{'_regularised' * regularised}": max(
+        float(np.linalg.norm(a - b) / np.linalg.norm(b))
+        for a, b in zip(updates(two, loop, regularised), updates(one, loop, regularised),
+                        strict=True))
+    for path, loop in (("mirrored", False), ("multi_worker", True))
+    for regularised in (False, True)}))
 """
 
 
@@ -177,8 +195,9 @@ def test_two_replicas_sum_to_one_device_gradient():
     scaled by 2 (the replica count) moves them twice as far: a difference of 1."""
     differences = json.loads(stage(ROOT, "-c", TWO_REPLICA_UPDATES).splitlines()[-1])
     print(differences)
-    assert differences == {"mirrored": pytest.approx(0, abs=1e-4),
-                           "multi_worker": pytest.approx(0, abs=1e-4)}
+    assert differences == {f"{path}{variant}": pytest.approx(0, abs=1e-4)
+                           for path in ("mirrored", "multi_worker")
+                           for variant in ("", "_regularised")}
 
 
 def test_mirrored_over_two_devices_matches_one_device(one_device, mirrored_run):
