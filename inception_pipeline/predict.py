@@ -14,7 +14,8 @@ from them in rounding. Boxes are 0-based pixel edges with x1, y1 exclusive (as i
 annotations.csv); --box may be repeated. --annotation
 takes a VOC XML or a YOLO .txt (one image; YOLO's class names are not needed), or a CSV laid
 out like annotations.csv or a COCO JSON, their paths relative to the file's folder. An image
-without a box is used whole, as crop.no_box=whole does.
+without a box is used whole, as crop.no_box=whole does. With evaluate.tta_flip the probabilities
+are averaged with the mirror image's, as evaluate averages them.
 """
 
 from __future__ import annotations
