@@ -1,7 +1,9 @@
 """train: the chosen network without its top, plus a softmax head, fitted on the train split.
 
 Batches are read from images.npy as they are needed, so memory does not grow with the
-dataset; augmentation runs inside the model, on the fly. Per-epoch curves go through DVCLive.
+dataset; augmentation runs inside the model, on the fly, while MixUp, CutMix and class weights,
+which act on the labels, are applied as the batches are formed (docs/pipeline.md,
+"Regularisers"). Per-epoch curves go through DVCLive.
 Whatever the loss, the logged ``accuracy`` is categorical top-1 accuracy (argmax), and the
 element-wise ``binary_accuracy`` that old Keras reported as "accuracy" for binary cross-entropy
 is logged beside it under its own name: with 51 one-hot classes a model that predicts nothing
