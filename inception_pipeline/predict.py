@@ -14,7 +14,8 @@ from them in rounding. Boxes are 0-based pixel edges with x1, y1 exclusive (as i
 annotations.csv); --box may be repeated. --annotation
 takes a VOC XML or a YOLO .txt (one image; YOLO's class names are not needed), or a CSV laid
 out like annotations.csv or a COCO JSON, their paths relative to the file's folder. An image
-without a box is used whole, as crop.no_box=whole does.
+without a box is used whole, as crop.no_box=whole does. With evaluate.tta_flip the probabilities
+are averaged with the mirror image's, as evaluate averages them.
 """
 
 from __future__ import annotations
@@ -182,8 +183,11 @@ def prepare(args: argparse.Namespace, params: dict) -> tuple[list[tuple[Path, Bo
     return items, np.stack(inputs)
 
 
-def classify(model_path: Path, inputs: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """Class probabilities (N, C) from the saved model, and the class names."""
+def classify(model_path: Path, inputs: np.ndarray, tta_flip: bool = False
+             ) -> tuple[np.ndarray, list[str]]:
+    """Class probabilities (N, C) from the saved model, and the class names; with ``tta_flip``
+    (evaluate.tta_flip, so that predict agrees with evaluate) averaged with the mirror
+    images'."""
     for needed in (model_path, CLASSES):
         if not needed.is_file():
             raise PipelineError(f"{needed}: missing (the pipeline writes it: `dvc repro`)")
@@ -195,7 +199,7 @@ def classify(model_path: Path, inputs: np.ndarray) -> tuple[np.ndarray, list[str
     if model.input_shape[1:] != inputs.shape[1:]:
         raise PipelineError(f"{model_path} takes {model.input_shape[1]}px inputs, params.yaml "
                             f"gives {inputs.shape[1]}px: retrain it (`dvc repro`)")
-    probs = class_probabilities(model, inputs)
+    probs = class_probabilities(model, inputs, tta_flip=tta_flip)
     if probs.shape[1] != len(classes):
         raise PipelineError(f"{model_path} has {probs.shape[1]} classes, {CLASSES} "
                             f"{len(classes)}: retrain it (`dvc repro`)")
@@ -213,8 +217,9 @@ def main(argv: list[str] | None = None) -> None:
         raise PipelineError(f"--annotation {args.annotation}: {kind} describes one image, "
                             f"{len(args.images)} given")
     configure_decoders()
-    items, inputs = prepare(args, load_params())
-    probs, classes = classify(args.model, inputs)
+    params = load_params()
+    items, inputs = prepare(args, params)
+    probs, classes = classify(args.model, inputs, params["evaluate"]["tta_flip"])
     results = [{"image": str(path), "box": list(region), "top": top_classes(p, classes, args.top_k)}
                for (path, region), p in zip(items, probs, strict=True)]
     if args.json:

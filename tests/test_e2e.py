@@ -123,7 +123,8 @@ def test_report_states_the_runs_settings_scores_and_data_counts(baseline):
         f"{train['model']}, weights {train['weights']}, {train['loss']} cross-entropy, "
         f"{train['optimizer']}\nat lr {train['lr']} ({train['lr_schedule']}, warm-up "
         f"{train['warmup_epochs']} epochs), batch {train['batch_size']}, {train['epochs']} epochs, "
-        f"augmentation {'on' if train['augment'] else 'off'}, seed {train['seed']}.")
+        f"augmentation {'on' if train['augment'] else 'off'}, seed {train['seed']};\n"
+        f"regularisers: none.")
     [header, values] = markdown_rows(sections[f"Test set ({scores['test_images']} images)"])
     assert header[0] == "top-1 accuracy"
     keys = ["top1_accuracy", "top5_accuracy", "macro_f1", "categorical_crossentropy",
@@ -145,18 +146,39 @@ def test_predict_command_line_gives_evaluates_predictions_for_an_annotations_box
     """`inception-predict IMAGE --annotation XML --json` (the console script the Makefile
     installs) with the run's trained model:
     for every box of a test photo, the class and confidence evaluate recorded for its crop."""
-    recorded = {row["crop"]: row for row in read_csv(baseline.path / "plots/predictions.csv")}
-    manifest = read_csv(baseline.path / "data/crops/manifest.csv")
+    assert_predict_repeats_evaluate(baseline)
+
+
+def assert_predict_repeats_evaluate(repo: Repo) -> None:
+    recorded = {row["crop"]: row for row in read_csv(repo.path / "plots/predictions.csv")}
+    manifest = read_csv(repo.path / "data/crops/manifest.csv")
     source = next(row["source"] for row in manifest if row["crop"] in recorded)
     boxes = {tuple(int(row[k]) for k in ("xmin", "ymin", "xmax", "ymax")): recorded[row["crop"]]
              for row in manifest if row["source"] == source}  # split keeps a photo together
     image = Path("data/sample") / source
-    output = baseline.run(str(Path(sys.executable).parent / "inception-predict"), str(image),
-                          "--annotation", str(image.with_suffix(".xml")), "--json")
+    output = repo.run(str(Path(sys.executable).parent / "inception-predict"), str(image),
+                      "--annotation", str(image.with_suffix(".xml")), "--json")
     results, _ = json.JSONDecoder().raw_decode(output)  # the JSON line, before stderr's logs
     assert {tuple(r["box"]): (r["top"][0]["class"], round(r["top"][0]["probability"], 4))
             for r in results} == {box: (row["predicted"], float(row["confidence"]))
                                   for box, row in boxes.items()}
+
+
+def test_every_regulariser_at_once_trains_evaluates_and_reports(project_copy):
+    """All the regularisers on, with early stopping, and evaluate.tta_flip: DVC reruns train,
+    evaluate and report (dvc.yaml lists the keys), the report names the regularisers, and
+    inception-predict (which follows evaluate.tta_flip) repeats evaluate's predictions."""
+    settings = ["train.weight_decay=0.05", "train.ema=0.9", "train.scale_jitter=0.25",
+                "train.color_jitter=0.4", "train.mixup=0.2", "train.cutmix=1.0",
+                "train.random_erasing=0.5", "train.class_weight=balanced", "train.patience=1",
+                "evaluate.tta_flip=true"]
+    output = project_copy.dvc("exp", "run", *[arg for s in settings for arg in ("-S", s)])
+    assert stages_run(output) == {"train", "evaluate", "report"}, output
+    report = (project_copy.path / "reports/report.md").read_text(encoding="utf-8")
+    assert ("regularisers: weight decay 0.05, weight EMA 0.9, scale jitter 0.25, colour jitter "
+            "0.4, MixUp 0.2, CutMix 1.0, random erasing 0.5, balanced class weights.") in \
+        " ".join(report.split())
+    assert_predict_repeats_evaluate(project_copy)
 
 
 def curve(repo: Repo, split: str, name: str) -> list[tuple[int, float]]:
