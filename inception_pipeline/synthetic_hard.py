@@ -4,31 +4,35 @@ The demo's scenes (synthetic.py) are easy on purpose: one flat-coloured glyph, k
 against a plain background. Here everything real photos throw at a classifier is drawn on top
 of the same idea (a class is a shape, nothing else), each from ``sample.seed`` alone:
 
-- confusable classes: groups of glyphs that differ by a stroke (O Q C G D, E F P R B, ...),
-  each drawn in one of 19 fonts (sans, serif, mono; bold, italic), sheared and stretched;
-- objects filled with fabric-like textures (stripes, checks, plaid, blobs), the same for every
-  class, so texture says nothing about the label;
+- confusable classes (O Q, E F, spade club) beside distinct shapes, each drawn in any of up to
+  19 fonts (sans, serif, mono; bold, italic) that has it, sheared and stretched;
+- objects filled with fabric-like textures (stripes, checks, plaid, blobs): half of them in
+  their class's typical colours and kind, half in random ones, so colour is a hint, not the
+  answer;
 - photo-like clutter: textured patches and blobs behind the object, and glyphs of *other* classes
   as distractors, some reaching into the object's box;
-- occluders over part of the object; a wide range of object scales (a fifth to nine tenths of the
-  image's short side), so small objects are enlarged and blurred by resize;
+- occluders over part of the object; object sizes from three to nine tenths of the image's
+  short side, so small objects are enlarged and blurred by resize;
 - uneven lighting and colour casts, defocus blur, sensor noise, low JPEG qualities, and
   annotated boxes that are a few pixels off, as hand-drawn boxes are.
 """
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from inception_pipeline.synthetic import Object, SceneKind, free_spot, glyph_font
 
-# Confusable groups: within a group the glyphs share most of their strokes.
+# The first ten mix confusable pairs (O Q, E F, spade club) with distinct shapes, as a small real
+# dataset has; the rest add more of each kind.
 HARD_CLASSES: dict[str, str] = {
-    "O": "O", "Q": "Q", "C": "C", "G": "G", "D": "D",
-    "E": "E", "F": "F", "P": "P", "R": "R", "B": "B",
-    "M": "M", "N": "N", "H": "H", "K": "K", "X": "X",
-    "6": "6", "8": "8", "9": "9", "3": "3", "5": "5",
+    "O": "O", "Q": "Q", "E": "E", "F": "F", "spade": "♠", "club": "♣", "star": "★",
+    "airplane": "✈", "anchor": "⚓", "scissors": "✂",
+    "6": "6", "8": "8", "B": "B", "P": "P", "heart": "♥", "diamond": "♦", "umbrella": "☂",
+    "knight": "♞", "envelope": "✉", "telephone": "☎",
 }
 
 HARD_FONTS = (
@@ -41,10 +45,15 @@ HARD_FONTS = (
 )
 
 
-def texture(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
-    """A ``height x width x 3`` fabric-like texture in [0, 1]: flat, stripes, checks or blobs."""
-    a, b = rng.random(3), rng.random(3)
-    kind = rng.integers(4)
+def texture(rng: np.random.Generator, width: int, height: int,
+            look: tuple[np.ndarray, np.ndarray, int] | None = None) -> np.ndarray:
+    """A ``height x width x 3`` fabric-like texture in [0, 1]: flat, stripes, checks or blobs;
+    in ``look``'s two colours (each jittered) and kind when given, else in random ones."""
+    if look is None:
+        a, b, kind = rng.random(3), rng.random(3), rng.integers(4)
+    else:
+        a, b = (np.clip(c + rng.normal(0, 0.08, 3), 0, 1) for c in look[:2])
+        kind = look[2]
     if kind == 0:
         mix = np.zeros((height, width))
     elif kind in (1, 2):
@@ -64,9 +73,27 @@ def texture(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
     return np.clip(a * (1 - mix) + b * mix + grain, 0, 1)
 
 
+@cache
+def fonts_with(glyph: str) -> tuple[str, ...]:
+    """The fonts of HARD_FONTS that draw ``glyph`` (not as the missing-glyph box)."""
+    def ink(font_name: str, character: str) -> bytes:
+        mask = Image.new("L", (64, 64), 0)
+        ImageDraw.Draw(mask).text((8, 8), character, fill=255, font=glyph_font(font_name, 40))
+        return mask.tobytes()
+    return tuple(name for name in HARD_FONTS
+                 if any(ink(name, glyph)) and ink(name, glyph) != ink(name, "\uffff"))
+
+
+def class_look(seed: int, class_index: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """A class's typical colours and texture kind: real classes have them (denim is blue)."""
+    rng = np.random.default_rng([seed, class_index, 3])
+    return rng.random(3), rng.random(3), int(rng.integers(4))
+
+
 def _shape_mask(rng: np.random.Generator, glyph: str, height: int) -> Image.Image:
     """The glyph in a random font, rotated, sheared and stretched, cut to its ink."""
-    font = glyph_font(HARD_FONTS[rng.integers(len(HARD_FONTS))], height)
+    fonts = fonts_with(glyph)
+    font = glyph_font(fonts[rng.integers(len(fonts))], height)
     left, top, right, bottom = font.getbbox(glyph)
     mask = Image.new("L", (right - left + 8, bottom - top + 8), 0)
     ImageDraw.Draw(mask).text((4 - left, 4 - top), glyph, fill=255, font=font)
@@ -108,19 +135,19 @@ def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray
 def _distractors(rng: np.random.Generator, canvas: np.ndarray, others: list[str]) -> None:
     """Glyphs of other classes anywhere in the scene (drawn before the objects, so under them)."""
     height, width = canvas.shape[:2]
-    for _ in range(rng.integers(1, 5)):
+    for _ in range(rng.integers(0, 3)):
         mask = _shape_mask(rng, others[rng.integers(len(others))],
-                           int(rng.integers(16, max(17, min(width, height) // 2))))
+                           int(rng.integers(16, max(17, min(width, height) // 3))))
         _paste(canvas, texture(rng, mask.width, mask.height), mask,
                int(rng.integers(-mask.width // 3, width)), int(rng.integers(-mask.height // 3,
                                                                           height)))
 
 
 def _occlude(rng: np.random.Generator, canvas: np.ndarray, box: tuple[int, int, int, int]) -> None:
-    """A textured bar or blob over 10-35% of the box, entering from one of its sides."""
+    """A textured bar or blob over 10-30% of the box, entering from one of its sides."""
     x0, y0, x1, y1 = box
     w, h = x1 - x0, y1 - y0
-    cover = rng.uniform(0.10, 0.35)
+    cover = rng.uniform(0.10, 0.30)
     if rng.random() < 0.5:  # from the left or right
         ow, oh = max(2, round(w * cover)), round(h * rng.uniform(0.6, 1.2))
         ox = x0 - ow // 3 if rng.random() < 0.5 else x1 - ow + ow // 3
@@ -149,12 +176,12 @@ def _lighting(rng: np.random.Generator, canvas: np.ndarray) -> np.ndarray:
     return canvas * light[..., None] * cast
 
 
-def _visible_texture(rng: np.random.Generator, under: np.ndarray, mask: Image.Image
-                     ) -> np.ndarray:
+def _visible_texture(rng: np.random.Generator, under: np.ndarray, mask: Image.Image,
+                     look: tuple[np.ndarray, np.ndarray, int] | None) -> np.ndarray:
     """A texture for the object whose mean brightness differs from what lies under it by at
     least 0.1, as a photographed object's mostly does (five tries, then the last one)."""
     for _ in range(5):
-        fill = texture(rng, mask.width, mask.height)
+        fill = texture(rng, mask.width, mask.height, look)
         if abs(_luminance(fill) - _luminance(under)) >= 0.1:
             break
     return fill
@@ -183,7 +210,7 @@ def render_hard_scene(seed: int, class_index: int, image_index: int, label: str,
     objects: list[Object] = []
     for _ in range(1 if rng.random() < 0.8 else 2):
         short = min(width, height)
-        size = int(short * np.exp(rng.uniform(np.log(0.2), np.log(0.9))))
+        size = int(short * np.exp(rng.uniform(np.log(0.3), np.log(0.9))))
         mask = _shape_mask(rng, glyph, size)
         mask.thumbnail((width - 8, height - 8))
         spot = free_spot(rng, mask.size, (width, height), [o.box for o in objects])
@@ -191,13 +218,14 @@ def render_hard_scene(seed: int, class_index: int, image_index: int, label: str,
             continue
         x, y = spot
         box = (x, y, x + mask.width, y + mask.height)
-        _paste(canvas, _visible_texture(rng, canvas[y:box[3], x:box[2]], mask), mask, x, y)
-        if rng.random() < 0.5:
+        look = class_look(seed, class_index) if rng.random() < 0.5 else None
+        _paste(canvas, _visible_texture(rng, canvas[y:box[3], x:box[2]], mask, look), mask, x, y)
+        if rng.random() < 0.3:
             _occlude(rng, canvas, box)
         objects.append(Object(label, _jitter_box(rng, box, width, height)))
-    canvas = _lighting(rng, canvas) + rng.normal(0, rng.uniform(0.005, 0.06), canvas.shape)
+    canvas = _lighting(rng, canvas) + rng.normal(0, rng.uniform(0.005, 0.05), canvas.shape)
     image = Image.fromarray((np.clip(canvas, 0, 1) * 255).astype(np.uint8))
-    return image.filter(ImageFilter.GaussianBlur(float(rng.uniform(0, 1.6)))), objects
+    return image.filter(ImageFilter.GaussianBlur(float(rng.uniform(0, 1.0)))), objects
 
 
 HARD = SceneKind(HARD_CLASSES, render_hard_scene, (30, 91))
