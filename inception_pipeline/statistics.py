@@ -36,6 +36,7 @@ from scipy import stats
 
 LEVEL = 0.95  # two-sided confidence of every interval
 POWER = 0.8  # the chance of a verdict that "detectable" and "seeds_needed" plan for
+TOP1_BOUNDS = (-1.0, 1.0)  # where a difference of two accuracies lies, however few the seeds
 
 
 def t_quantile(probability: float, df):
@@ -52,11 +53,14 @@ def detectable(se, df, level: float = LEVEL, power: float = POWER):
     return (t_quantile(1 - (1 - level) / 2, df) + t_quantile(power, df)) * se
 
 
-def _result(difference: float, se: float, df: float, level: float) -> dict:
+def _result(difference: float, se: float, df: float, level: float,
+            bounds: tuple[float, float] = (-math.inf, math.inf)) -> dict:
+    """Mean +- t * se, within ``bounds``; no detectable difference without a spread."""
     half = float(t_quantile(1 - (1 - level) / 2, df)) * se
-    low, high = max(-1.0, difference - half), min(1.0, difference + half)
+    low, high = max(bounds[0], difference - half), min(bounds[1], difference + half)
     return {"difference": difference, "interval": [low, high], "se": se, "df": df,
-            "detectable": float(detectable(se, df, level)), "verdict": verdict(low, high)}
+            "detectable": float(detectable(se, df, level)) if se else math.nan,
+            "verdict": verdict(low, high)}
 
 
 def over_seeds_and_crops(a: np.ndarray, b: np.ndarray, level: float = LEVEL) -> dict:
@@ -70,7 +74,7 @@ def over_seeds_and_crops(a: np.ndarray, b: np.ndarray, level: float = LEVEL) -> 
     by_crop = c.mean(axis=0)
     ms_crop = seeds * float(by_crop.var(ddof=1))
     if seeds == 1:
-        result = _result(mean, math.sqrt(ms_crop / crops), crops - 1, level)
+        result = _result(mean, math.sqrt(ms_crop / crops), crops - 1, level, TOP1_BOUNDS)
         return {**result, "seed_sd": math.nan, "crop_se": result["se"]}
     by_seed = c.mean(axis=1)
     ms_seed = crops * float(by_seed.var(ddof=1))
@@ -81,7 +85,7 @@ def over_seeds_and_crops(a: np.ndarray, b: np.ndarray, level: float = LEVEL) -> 
     # which holds the residual's share, plus the crops' component, dropped when negative.
     total = ms_seed + max(0.0, ms_crop - ms_residual)
     df = seeds - 1
-    result = _result(mean, math.sqrt(total / (seeds * crops)), df, level)
+    result = _result(mean, math.sqrt(total / (seeds * crops)), df, level, TOP1_BOUNDS)
     crop_variance = max(0.0, ms_crop - ms_residual) / seeds
     return {**result, "seed_sd": float(by_seed.std(ddof=1)),
             "crop_se": math.sqrt(crop_variance / crops)}
@@ -101,6 +105,7 @@ def over_seeds(a: list[float], b: list[float], level: float = LEVEL) -> dict:
     result = _result(mean, sd / math.sqrt(seeds), seeds - 1, level)
     if sd == 0 and mean != 0:
         sign_p = 2 * 0.5 ** seeds
+        result["interval"] = [math.nan, math.nan]
         result["verdict"] = (("better" if mean > 0 else "worse") if sign_p < 1 - level else
                              f"every seed {mean:+g}: no verdict below "
                              f"{math.ceil(math.log2(2 / (1 - level)))} seeds")
