@@ -159,7 +159,7 @@ def tables(report: dict, level: str = "##") -> list[str]:
               "interval covers new seeds and new test crops; \"detectable\": the smallest "
               "true difference this many seeds find 80% of the time.", "",
               "| other | reference | seeds | per seed | sd over seeds | crops' se | difference "
-              "| 95% interval | detectable | verdict |", "|---|---|---|---|---|---|---|---|---|---|"]
+              "| 95% interval | detectable | verdict |", "|---" * 10 + "|"]
     for c in report["comparisons"]:
         if not c["seeds"]:
             lines.append(f"| {c['other']} | {c['reference']} | 0 | | | | | | | not run yet |")

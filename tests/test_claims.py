@@ -158,7 +158,8 @@ def test_a_grid_in_another_folder_keeps_its_runs_and_report_there(in_tmp):
     report = (in_tmp / "claims/longer/report.md").read_text()
     assert "report --grid claims/longer/grid.yaml` from claims/longer/runs/." in report
     assert sorted(p.name for p in (in_tmp / "claims").iterdir()) == ["longer"]
-    assert claims_grid.run_name(claims_grid.read_grid(Path("claims/longer/grid.yaml")), "default", 0) == (
+    longer = claims_grid.read_grid(Path("claims/longer/grid.yaml"))
+    assert claims_grid.run_name(longer, "default", 0) == (
         "claims-longer-default-seed-0")
     assert claims_grid.run_name({"file": Path("claims/grid.yaml")}, "default", 0) == (
         "claims-default-seed-0")
