@@ -134,6 +134,17 @@ def test_seeds_that_disagree_widen_the_interval_past_zero():
     assert statistics.over_seeds_and_crops(a[:1], b[:1])["verdict"] == "better"
 
 
+def test_two_seeds_that_happen_to_differ_by_the_same_still_leave_the_crops_noise():
+    """+2 crops of 100 in both seeds, on different crops: the seeds' spread reads 0, yet which
+    crops a run gets right varies; the residual stands in for it."""
+    a = np.zeros((2, 100))
+    b = np.zeros((2, 100))
+    b[0, :3], b[1, 10:13], a[0, 50], a[1, 60] = 1, 1, 1, 1
+    result = statistics.over_seeds_and_crops(a, b)
+    assert result["seed_sd"] == 0 and result["difference"] == 0.02
+    assert result["verdict"] == "no clear difference" and result["interval"][0] < 0
+
+
 def test_paired_values_over_seeds_and_the_sign_test_when_they_agree():
     result = statistics.over_seeds([2, 3, 2, 3], [4, 4, 5, 6])
     assert result["difference"] == 2.25 and result["df"] == 3 and result["verdict"] == "better"
