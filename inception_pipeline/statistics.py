@@ -13,11 +13,11 @@ diagnostic imaging, seeds as readers and crops as cases): with the ANOVA mean sq
 each component estimated from the mean squares and set to 0 when negative, so the interval
 covers a new draw of training seeds and of test crops from the same benchmark. The interval is
 mean +- t * se with n - 1 degrees of freedom, those of the seeds' term (Satterthwaite's, which
-credits the crops' many, gave verdicts in 8% of simulated grids without a difference at 2
-seeds). With one seed only the crops' term is known (compare's case: two runs). Assumptions: seeds are
-independent draws of the training's randomness, test crops independent draws of the benchmark's
-images (crops of one photo are counted as independent), effects additive, the mean close to
-normal.
+credit the crops' many, gave verdicts in 8% of simulated grids without a difference at 2
+seeds). With one seed only the crops' term is known (compare's case: two runs). Assumptions:
+seeds are independent draws of the training's randomness, test crops independent draws of the
+benchmark's images (crops of one photo are counted as independent), effects additive, the mean
+close to normal. tests/test_statistics.py measures it on simulated grids.
 
 Any other per-run measure (epochs to a threshold, area under a curve): Student's t interval of
 the mean paired per-seed difference, n - 1 degrees of freedom. When every seed gives the same

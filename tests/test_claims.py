@@ -234,7 +234,8 @@ def test_claims_command_on_a_tiny_grid(project_copy):
     from pathlib import Path
 
     repo = project_copy
-    grid = {"budget": {"train.epochs": 1}, "baseline": "default",
+    # A data stage's param in the budget reaches the runs too (the tiny project's own value).
+    grid = {"budget": {"train.epochs": 1, "sample.images_per_class": 6}, "baseline": "default",
             "settings": {"default": {}, "categorical": {"train.loss": "categorical"}},
             "seeds": {"default": 1, "categorical": 1}}
     (repo.path / "claims").mkdir()
@@ -250,7 +251,7 @@ def test_claims_command_on_a_tiny_grid(project_copy):
             "val_accuracy.tsv"]
         kept = json.loads((folder / "params.json").read_text())
         assert claims_grid.disagreements(kept, claims_grid.run_params(grid, setting, 0)) == []
-        assert kept["train"]["epochs"] == 1
+        assert kept["train"]["epochs"] == 1 and kept["sample"]["images_per_class"] == 6
         scores = json.loads((folder / "evaluate.json").read_text())
         assert scores["test_images"] == len((folder / "predictions.csv").read_text()
                                             .splitlines()) - 1
