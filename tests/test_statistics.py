@@ -5,9 +5,9 @@ being right varies from crop to crop (a Beta around the setting's accuracy), run
 moves every crop's chance together (a shift on the logit scale), and each run's answer on each
 crop drawn from its chance. Half of a setting's seed-to-seed variance in test top-1 is which
 crops a run happens to get right, half the seed's shift; together they make the grid's
-``power.spread`` (every claims/**/grid.yaml with a ``power`` section is simulated). Every simulated grid draws a new
-test set and new runs, so a verdict is tested against the benchmark's difference, not the one
-test set's.
+``power.spread`` (every claims/**/grid.yaml with a ``power`` section is simulated). Every
+simulated grid draws a new test set and new runs, so a verdict is tested against the
+benchmark's difference, not the one test set's.
 """
 
 import math
