@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from scipy import stats
 from scipy.optimize import brentq
 from scipy.special import expit, logit
 
@@ -82,11 +83,15 @@ def plan(grid_file: Path) -> tuple[dict, int]:
 
 @pytest.mark.parametrize("grid_file", GRIDS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_with_no_true_difference_a_verdict_in_at_most_5_percent_of_grids(grid_file):
+    """At the planned seeds, at 2, and when the settings err on different crops. An exact 5%
+    procedure measured on SIMULATED grids reads above 5% half the time: the rate passes when
+    it is no higher than such a procedure's would be 99 times in 100."""
     power, seeds = plan(grid_file)
     benchmark = Benchmark(power["spread"])
+    most = stats.binom.ppf(0.99, SIMULATED, 0.05) / SIMULATED
     for n, redrawn in ((seeds, 0.0), (2, 0.0), (seeds, 0.3)):
         rates = verdict_rates(benchmark, n, redrawn=redrawn)
-        assert rates["better"] + rates["worse"] <= 0.05, (n, redrawn, rates)
+        assert rates["better"] + rates["worse"] <= most, (n, redrawn, rates)
 
 
 @pytest.mark.parametrize("grid_file", GRIDS, ids=lambda p: str(p.relative_to(ROOT)))
