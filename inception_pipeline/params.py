@@ -81,6 +81,7 @@ SCHEMA: dict[str, Key] = {
     "train.strategy": Key(str, choices=("default", "mirrored", "multi_worker")),
     "train.weight_decay": Key(NUMBER, min=0.0, max=1.0),
     "train.ema": Key(NUMBER, min=0.0, max=0.9999),
+    "train.flip": Key(bool),
     "train.scale_jitter": Key(NUMBER, min=0.0, max=0.5),
     "train.color_jitter": Key(NUMBER, min=0.0, max=1.0),
     "train.mixup": Key(NUMBER, min=0.0, max=1.0),

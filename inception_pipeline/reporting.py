@@ -21,10 +21,11 @@ REGULARISERS = {"weight_decay": "weight decay", "ema": "weight EMA",
                 "mixup": "MixUp", "cutmix": "CutMix", "random_erasing": "random erasing"}
 
 
-def regularisers(*, class_weight: str, **strengths: float) -> str:
+def regularisers(*, flip: bool, class_weight: str, **strengths: float) -> str:
     """The run's regularisers with their settings ("none" when all are off), for the header:
-    ``class_weight`` and each of REGULARISERS' keys as a keyword."""
-    used = [f"{name} {strengths[key]}" for key, name in REGULARISERS.items() if strengths[key]]
+    ``flip``, ``class_weight`` and each of REGULARISERS' keys as a keyword."""
+    used = ["flips"] if flip else []
+    used += [f"{name} {strengths[key]}" for key, name in REGULARISERS.items() if strengths[key]]
     if class_weight != "none":
         used.append(f"{class_weight} class weights")
     return ", ".join(used) or "none"

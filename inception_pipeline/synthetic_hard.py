@@ -5,7 +5,8 @@ against a plain background. Here everything real photos throw at a classifier is
 of the same idea (a class is a shape, nothing else), each from ``sample.seed`` alone:
 
 - confusable classes (O Q, E F, spade club) beside distinct shapes, each drawn in any of up to
-  19 fonts (sans, serif, mono; bold, italic) that has it, sheared and stretched;
+  19 fonts (sans, serif, mono; bold, italic) that has it, sheared, stretched and, half the
+  time, mirrored (objects are photographed from either side, so flips are fair augmentation);
 - objects filled with fabric-like textures (stripes, checks, plaid, blobs): half of them in
   their class's typical colours and kind, half in random ones, so colour is a hint, not the
   answer;
@@ -103,6 +104,8 @@ def _shape_mask(rng: np.random.Generator, glyph: str, height: int) -> Image.Imag
     stretch = float(np.exp(rng.uniform(np.log(0.7), np.log(1.4))))
     mask = mask.resize((max(1, round(mask.width * stretch)), mask.height), Image.BICUBIC)
     mask = mask.rotate(float(rng.uniform(-30, 30)), resample=Image.BICUBIC, expand=True)
+    if rng.random() < 0.5:  # seen from the other side, as a photographed object can be
+        mask = mask.transpose(Image.FLIP_LEFT_RIGHT)
     return mask.crop(mask.getbbox())
 
 

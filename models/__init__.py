@@ -48,7 +48,7 @@ NETWORKS: dict[str, Network] = {
 def build_classifier(name: str, input_size: int, num_classes: int, *, weights: str | None,
                      bn_momentum: float, augment: bool, seed: int, dropout: float = 0.0,
                      residual_scale: float | None = None, class_prior=None,
-                     bn_offset: float = 0.0, scale_jitter: float = 0.0,
+                     bn_offset: float = 0.0, flip: bool = False, scale_jitter: float = 0.0,
                      color_jitter: float = 0.0, random_erasing: float = 0.0):
     """uint8 RGB image -> [augmentation] -> preprocessing -> backbone -> dropout -> softmax.
 
@@ -70,7 +70,7 @@ def build_classifier(name: str, input_size: int, num_classes: int, *, weights: s
     (Yang et al., "A Mean Field Theory of Batch Normalization", 2019); the nearer the ReLUs are
     to linear, the slower they grow. It is an initial value: loaded ``weights`` replace it.
 
-    ``augment``, ``scale_jitter``, ``color_jitter`` and ``random_erasing`` choose the layers
+    ``augment``, ``flip``, ``scale_jitter``, ``color_jitter`` and ``random_erasing`` choose the layers
     of the augmentation block (``models.layers.augmentation``).
     """
     import keras
@@ -84,7 +84,7 @@ def build_classifier(name: str, input_size: int, num_classes: int, *, weights: s
     backbone = module.backbone(name, shape, weights, **options)
 
     inputs = keras.Input(shape, dtype="uint8", name="image")
-    augmenting = augmentation(seed, augment=augment, scale_jitter=scale_jitter,
+    augmenting = augmentation(seed, augment=augment, flip=flip, scale_jitter=scale_jitter,
                               color_jitter=color_jitter, random_erasing=random_erasing)
     x = augmenting(inputs) if augmenting else inputs
     x = ImagePreprocessing(network.preprocessing)(x)

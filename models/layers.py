@@ -32,13 +32,14 @@ class ImagePreprocessing(keras.layers.Layer):
         return {**super().get_config(), "mode": self.mode}
 
 
-def augmentation(seed: int, *, augment: bool = True, scale_jitter: float = 0.0,
-                 color_jitter: float = 0.0, random_erasing: float = 0.0
-                 ) -> keras.Sequential | None:
+def augmentation(seed: int, *, augment: bool = True, flip: bool = False,
+                 scale_jitter: float = 0.0, color_jitter: float = 0.0,
+                 random_erasing: float = 0.0) -> keras.Sequential | None:
     """The training-time augmentation block (None: nothing to do); active only while training.
 
-    ``augment``: random shifts, small rotations, zoom and contrast. No flips: mirrored glyphs
-    (and mirrored text, logos, most man-made objects) are other classes or no class at all.
+    ``augment``: random shifts, small rotations, zoom and contrast. ``flip``: a random
+    left-right mirror, for classes that look the same mirrored (most objects photographed from
+    either side; not text, logos or the demo's glyphs, whose mirror image is no class at all).
     ``scale_jitter`` s: a random resized crop, each side zoomed in or out by up to s on its own
     (scale and aspect), the window shifted by up to s / 2 (Keras has no RandomResizedCrop, and
     RandomCrop crops a whole batch at one place). ``color_jitter`` c: brightness by up to c of
@@ -54,6 +55,8 @@ def augmentation(seed: int, *, augment: bool = True, scale_jitter: float = 0.0,
             keras.layers.RandomZoom(0.15, fill_mode="nearest", seed=seed + 2),
             keras.layers.RandomContrast(0.3, seed=seed + 3),
         ]
+    if flip:
+        layers.append(keras.layers.RandomFlip("horizontal", seed=seed + 8, name="flip"))
     if scale_jitter:
         layers += [
             keras.layers.RandomZoom(scale_jitter, scale_jitter, fill_mode="nearest",

@@ -50,7 +50,8 @@ def main() -> None:
 
     # Key by key, so that tests/test_layout.py sees which train keys the header names.
     used_regularisers = regularisers(
-        weight_decay=train["weight_decay"], ema=train["ema"], scale_jitter=train["scale_jitter"],
+        weight_decay=train["weight_decay"], ema=train["ema"], flip=train["flip"],
+        scale_jitter=train["scale_jitter"],
         color_jitter=train["color_jitter"], mixup=train["mixup"], cutmix=train["cutmix"],
         random_erasing=train["random_erasing"], class_weight=train["class_weight"])
 

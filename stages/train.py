@@ -81,7 +81,7 @@ def main() -> None:
                                      residual_scale=model_cfg["residual_scale"],
                                      class_prior=class_prior,
                                      bn_offset=model_cfg["bn_offset"],
-                                     scale_jitter=cfg["scale_jitter"],
+                                     flip=cfg["flip"], scale_jitter=cfg["scale_jitter"],
                                      color_jitter=cfg["color_jitter"],
                                      random_erasing=cfg["random_erasing"])
         except WeightsUnavailable as err:

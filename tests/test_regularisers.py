@@ -71,7 +71,7 @@ def block(**options):
     return augmentation(0, augment=False, **options)
 
 
-@pytest.mark.parametrize("options", [{"scale_jitter": 0.25}, {"color_jitter": 0.4},
+@pytest.mark.parametrize("options", [{"flip": True}, {"scale_jitter": 0.25}, {"color_jitter": 0.4},
                                      {"random_erasing": 1.0}])
 def test_augmentation_layers_act_only_in_training(options):
     images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
@@ -82,9 +82,10 @@ def test_augmentation_layers_act_only_in_training(options):
 
 def test_no_augmentation_block_when_everything_is_off():
     assert block() is None
-    names = [layer.name for layer in augmentation(0, scale_jitter=0.2, color_jitter=0.1,
-                                                  random_erasing=0.3).layers]
-    assert names[4:] == ["scale_jitter", "scale_jitter_shift", "color_jitter", "random_erasing"]
+    names = [layer.name for layer in augmentation(0, flip=True, scale_jitter=0.2,
+                                                  color_jitter=0.1, random_erasing=0.3).layers]
+    assert names[4:] == ["flip", "scale_jitter", "scale_jitter_shift", "color_jitter",
+                         "random_erasing"]
 
 
 @pytest.mark.parametrize("name, kind", [("adam", keras.optimizers.AdamW),
@@ -214,6 +215,7 @@ def test_tta_flip_averages_the_image_and_its_mirror():
 def test_report_names_the_regularisers_in_use():
     off = {"weight_decay": 0.0, "ema": 0.0, "scale_jitter": 0.0, "color_jitter": 0.0,
            "mixup": 0.0, "cutmix": 0.0, "random_erasing": 0.0}
-    assert regularisers(class_weight="none", **off) == "none"
-    assert regularisers(class_weight="balanced", **off | {"ema": 0.999, "mixup": 0.2}) == (
-        "weight EMA 0.999, MixUp 0.2, balanced class weights")
+    assert regularisers(flip=False, class_weight="none", **off) == "none"
+    assert regularisers(flip=True, class_weight="balanced",
+                        **off | {"ema": 0.999, "mixup": 0.2}) == (
+        "flips, weight EMA 0.999, MixUp 0.2, balanced class weights")
