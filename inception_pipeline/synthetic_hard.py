@@ -7,8 +7,8 @@ of the same idea (a class is a shape, nothing else), each from ``sample.seed`` a
 - confusable classes (O Q, E F, spade club) beside distinct shapes, each drawn in any of up to
   19 fonts (sans, serif, mono; bold, italic) that has it, sheared, stretched and, half the
   time, mirrored (objects are photographed from either side, so flips are fair augmentation);
-- objects filled with fabric-like textures (stripes, checks, plaid, blobs): half of them in
-  their class's typical colours and kind, half in random ones, so colour is a hint, not the
+- objects filled with fabric-like textures (stripes, checks, plaid, blobs): about two thirds in
+  their class's typical colours and kind, the rest in random ones, so colour is a hint, not the
   answer;
 - photo-like clutter: textured patches and blobs behind the object, and glyphs of *other* classes
   as distractors, some reaching into the object's box;
@@ -221,7 +221,7 @@ def render_hard_scene(seed: int, class_index: int, image_index: int, label: str,
             continue
         x, y = spot
         box = (x, y, x + mask.width, y + mask.height)
-        look = class_look(seed, class_index) if rng.random() < 0.5 else None
+        look = class_look(seed, class_index) if rng.random() < 0.65 else None
         _paste(canvas, _visible_texture(rng, canvas[y:box[3], x:box[2]], mask, look), mask, x, y)
         if rng.random() < 0.3:
             _occlude(rng, canvas, box)
