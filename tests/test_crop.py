@@ -257,11 +257,48 @@ def test_bounded_size_keeps_the_aspect_ratio(width, height, max_side, expected):
 
 @pytest.mark.parametrize("longest, scale", [(2392, 8), (2391, 4), (1196, 4), (1195, 2), (598, 2),
                                             (597, 1), (100, 1)])
-def test_jpeg_decode_scale_leaves_every_region_max_side_long(longest, scale):
+def test_each_jpeg_region_is_decoded_at_its_own_scale(longest, scale):
     photo = Photo(camera_jpeg(Image.new("RGB", (4000, 3000), "grey"), 1), 10**8)
-    photo.load([(0, 0, longest, 50), (0, 0, 3000, 3000)], max_side=299)
-    assert photo.scale == scale
-    assert photo.image.size == ((4000 + scale - 1) // scale, (3000 + scale - 1) // scale)
+    box, large = (400, 800, 400 + longest, 850), (0, 0, 3000, 3000)
+    photo.load([box, large], max_side=299)
+    part = photo.parts[box]
+    assert part.scale == scale and photo.parts[large].scale == 8
+    # The box and 8 pixels of the reduced decode around it, widened to the 16 x 16 MCU grid.
+    (left, top), (width, height), context = part.origin, part.image.size, 8 * scale
+    assert left % 16 == 0 and box[0] - context - 16 < left <= box[0] - context
+    assert top % 16 == 0 and box[1] - context - 16 < top <= box[1] - context
+    assert (width, height) == (-(-(box[2] + context - left) // scale),
+                               -(-(box[3] + context - top) // scale))
+
+
+@pytest.mark.parametrize("scale", [1, 2, 4, 8])
+@pytest.mark.parametrize("kind", ["4:2:0", "4:4:4", "progressive", "greyscale"])
+def test_a_region_decode_cuts_nearly_what_a_whole_decode_at_its_scale_cuts(kind, scale):
+    """Close to the crop of PIL's decode of the whole photo at the same reduction, also where
+    the box is not on the block grid and where it touches the photo's edge (where the region's
+    edge is nearer, chroma upsampling and Lanczos see other pixels: BENCHMARKS.md)."""
+    image = picture(2503, 1901, seed=scale)
+    buffer = io.BytesIO()
+    options = {"4:4:4": {"subsampling": 0}, "progressive": {"progressive": True}}.get(kind, {})
+    (image.convert("L") if kind == "greyscale" else image).save(buffer, "JPEG", quality=90,
+                                                                **options)
+    data = buffer.getvalue()
+    whole = Image.open(io.BytesIO(data))
+    whole.draft("RGB", (2503 // scale, 1901 // scale))
+    whole = whole.convert("RGB")
+    assert whole.size == (-(-2503 // scale), -(-1901 // scale))
+    small = (37, 21, 37 + 299 * scale, 21 + 200 * scale)  # pixel for pixel at scale 1
+    large = (max(0, 2503 - 597 * scale), 1901 - 150 * scale, 2503, 1901)  # shrunk up to 2x
+    photo = Photo(data, 10**8)
+    photo.load([small, large], max_side=299)
+    for box in small, large:
+        assert photo.parts[box].scale == scale
+        size = bounded_size(box[2] - box[0], box[3] - box[1], 299)
+        expected = (whole.crop(box) if size == (box[2] - box[0], box[3] - box[1]) else
+                    whole.resize(size, Image.Resampling.LANCZOS,
+                                 box=tuple(v / scale for v in box)))
+        mean, largest = difference(photo.cut(box, 299), np.asarray(expected))
+        assert mean < 0.5, (box, mean, largest)
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
@@ -276,12 +313,12 @@ def test_every_exif_orientation_cuts_the_upright_pixels(orientation):
     photo = Photo(data, 10**8)
     assert (photo.width, photo.height) == (1003, 749)
     photo.load([small], max_side=299)  # smaller than max_side: full size, pixel for pixel
-    assert photo.scale == 1
+    assert [part.scale for part in photo.parts.values()] == [1]
     assert np.array_equal(photo.cut(small, 299), np.asarray(reference.crop(small)))
 
     photo = Photo(data, 10**8)
     photo.load([large], max_side=120)  # 1000 / 120: decoded at 1/8
-    assert photo.scale == 8
+    assert [part.scale for part in photo.parts.values()] == [8]
     cut = photo.cut(large, 120)
     assert cut.shape == (88, 120, 3)  # 735 * 120 / 1000 = 88.2
     mean, _ = difference(cut, shrunk(reference, large, (120, 88)))
@@ -355,4 +392,5 @@ def test_header_check_counts_the_full_size_of_a_jpeg_decoded_reduced():
         Photo(data, 11_999_999)
     photo = Photo(data, 12_000_000)
     photo.load([(0, 0, 3000, 4000)], max_side=299)
-    assert photo.scale == 8 and photo.cut((0, 0, 3000, 4000), 299).shape == (299, 224, 3)
+    assert [part.scale for part in photo.parts.values()] == [8]
+    assert photo.cut((0, 0, 3000, 4000), 299).shape == (299, 224, 3)
