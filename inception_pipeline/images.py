@@ -1,7 +1,7 @@
-"""The image functions crop, resize and predict share, so that predict prepares a photo exactly
-as training did: open and decode (decompression-bomb check, a JPEG decoded region by region and
-reduced where the region allows, EXIF orientation), clip and widen a box, cut it out at a bounded size, resize to the
-network's input. Importing this module sets the decoders' global settings."""
+"""The image functions crop, resize and predict share, so that predict prepares a photo exactly as
+training did: open and decode (decompression-bomb check, a JPEG decoded region by region and
+reduced where the region allows, EXIF orientation), clip and widen a box, cut it out at a bounded
+size, resize to the network's input. Importing this module sets the decoders' global settings."""
 
 from __future__ import annotations
 

@@ -76,7 +76,7 @@ SCHEMA: dict[str, Key] = {
     "train.patience": Key(int, min=0),
     "train.augment": Key(bool),
     "train.seed": Key(int, min=0),
-    "train.precision": Key(str, choices=("float32", "mixed_bfloat16", "mixed_float16")),
+    "train.precision": Key(str, choices=("float32", "mixed_bfloat16", "mixed_float16", "auto")),
     "train.strategy": Key(str, choices=("default", "mirrored", "multi_worker")),
     "evaluate.batch_size": Key(int, min=1, max=4096),
     "report.top_confusions": Key(int, min=1),

@@ -11,8 +11,8 @@ uint8 RGB array that images.npy would hold for it. For a JPEG each box is decode
 a single --box gives training's array byte for byte; other formats (and CMYK JPEGs) are decoded
 whole, at a scale that depends on all the boxes given for the image, as in crop: with the
 image's boxes from its annotation, predict gives training's arrays byte for byte, and a single
---box of a photo with other, smaller boxes may differ from them in rounding. Boxes are 0-based pixel edges with x1, y1 exclusive (as in
-annotations.csv); --box may be repeated. --annotation
+--box of a photo with other, smaller boxes may differ from them in rounding. Boxes are 0-based
+pixel edges with x1, y1 exclusive (as in annotations.csv); --box may be repeated. --annotation
 takes a VOC XML or a YOLO .txt (one image; YOLO's class names are not needed), or a CSV laid
 out like annotations.csv or a COCO JSON, their paths relative to the file's folder. An image
 without a box is used whole, as crop.no_box=whole does.
