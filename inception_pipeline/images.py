@@ -54,6 +54,9 @@ DCT_SCALES = (8, 4, 2, 1)  # the reductions libjpeg decodes at directly
 # Decoded region by region with libjpeg-turbo; MPO is a phone's JPEG with extra pictures after
 # the first.
 REGION_FORMATS = {"JPEG", "MPO"}
+# The regions of a photo decoded at full size are cut out when they cover less than this share
+# of it: beyond, re-decoding their blocks costs more than the whole decode (cut_out_pays).
+CUT_OUT_SHARE = 0.2
 # Pixels of a reduced decode beyond a box that its crop depends on: cut's Lanczos reaches 3
 # lobes of at most a 2x shrink (6), chroma upsampling one more, and one to spare.
 REGION_CONTEXT = 8
@@ -65,10 +68,11 @@ class Photo:
     need, cut region by region by ``cut``. Regions are pixel edges of the upright picture (EXIF
     orientation applied), the frame of ``width`` x ``height`` that boxes refer to.
 
-    A JPEG (baseline or progressive, YCbCr, RGB or greyscale) is decoded region by region with
-    libjpeg-turbo: each region's blocks are cut out losslessly (one pass over the file for all
-    regions) and only they are decoded, at the region's own DCT reduction. Other formats, and
-    CMYK JPEGs, are decoded whole. The format comes from the content, not the file name.
+    A JPEG (baseline or progressive, YCbCr, RGB or greyscale) that a small region would make
+    decode at full size is decoded region by region with libjpeg-turbo: each region's blocks
+    are cut out losslessly (one pass over the file for all regions) and only they are decoded,
+    at the region's own DCT reduction. Other photos are decoded whole. The format comes from
+    the content, not the file name.
     """
 
     def __init__(self, data: bytes, max_pixels: int):
@@ -89,14 +93,17 @@ class Photo:
         self.parts: dict[Box, Part] = {}  # the region decodes of a JPEG, by stored-frame box
 
     def load(self, regions: list[Box], max_side: int) -> None:
-        """Decode the pixels ``regions`` need, each at the largest DCT reduction (1/8, 1/4,
-        1/2) that leaves it at least ``max_side`` pixels on its longer side (decode_scale).
-        A truncated file fails here, not halfway through its regions."""
-        if self.image.format in REGION_FORMATS and self.image.mode in ("RGB", "L"):
+        """Decode the pixels ``regions`` need. The photo is decoded whole at the largest DCT
+        reduction (1/8, 1/4, 1/2) that leaves every region at least ``max_side`` pixels on its
+        longer side (decode_scale); a JPEG that this would decode at full size, for a small
+        region, is instead decoded region by region when cut_out_pays, each region at its own
+        reduction. A truncated file fails here, not halfway through its regions."""
+        self.scale = decode_scale(regions, max_side)
+        if (self.image.format in REGION_FORMATS and self.image.mode in ("RGB", "L")
+                and cut_out_pays(regions, self.scale, self.width * self.height)):
             boxes = [self.stored_box(region) for region in regions]
             self.parts = decode_regions(self.data, boxes, max_side)
             return
-        self.scale = decode_scale(regions, max_side)
         width, height = self.stored_size
         # PIL picks the largest reduction that keeps the image at least the size asked for;
         # None for formats other than JPEG.
@@ -143,6 +150,16 @@ class Part(NamedTuple):
     image: Image.Image
     scale: int
     origin: tuple[int, int]
+
+
+def cut_out_pays(regions: list[Box], scale: int, pixels: int) -> bool:
+    """Whether cutting ``regions`` out of a JPEG of ``pixels`` pixels and decoding only them
+    costs less CPU than decoding it whole at ``scale``. Both read every block of the file
+    (entropy decoding, the most of a reduced decode); the cut-out also copies the regions'
+    blocks into a JPEG of their own and decodes them again, which costs more than the whole
+    decode's reduced IDCT saves except at full size (BENCHMARKS.md: "Region decode")."""
+    area = sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in regions)
+    return scale == 1 and area < CUT_OUT_SHARE * pixels
 
 
 def decode_scale(regions: list[Box], max_side: int) -> int:

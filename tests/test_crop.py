@@ -11,7 +11,14 @@ from PIL import Image, ImageDraw, ImageOps
 from inception_pipeline.annotations import AnnotationError, parse_csv_row, parse_voc
 from inception_pipeline.crop_store import crop_name, load_crop
 from inception_pipeline.errors import PipelineError
-from inception_pipeline.images import Photo, bounded_size, clip_box, expand_box
+from inception_pipeline.images import (
+    Photo,
+    bounded_size,
+    clip_box,
+    cut_out_pays,
+    decode_scale,
+    expand_box,
+)
 from inception_pipeline.io import read_csv
 from inception_pipeline.layout import CROPS_DIR
 from inception_pipeline.sources import find_files
@@ -257,18 +264,34 @@ def test_bounded_size_keeps_the_aspect_ratio(width, height, max_side, expected):
 
 @pytest.mark.parametrize("longest, scale", [(2392, 8), (2391, 4), (1196, 4), (1195, 2), (598, 2),
                                             (597, 1), (100, 1)])
-def test_each_jpeg_region_is_decoded_at_its_own_scale(longest, scale):
+def test_each_cut_out_region_is_decoded_at_its_own_scale(longest, scale):
     photo = Photo(camera_jpeg(Image.new("RGB", (4000, 3000), "grey"), 1), 10**8)
-    box, large = (400, 800, 400 + longest, 850), (0, 0, 3000, 3000)
-    photo.load([box, large], max_side=299)
+    box, small = (400, 800, 400 + longest, 850), (0, 0, 100, 100)
+    photo.load([box, small], max_side=299)  # small: the photo is cut, not decoded at full size
     part = photo.parts[box]
-    assert part.scale == scale and photo.parts[large].scale == 8
+    assert part.scale == scale and photo.parts[small].scale == 1
     # The box and 8 pixels of the reduced decode around it, widened to the 16 x 16 MCU grid.
     (left, top), (width, height), context = part.origin, part.image.size, 8 * scale
     assert left % 16 == 0 and box[0] - context - 16 < left <= box[0] - context
     assert top % 16 == 0 and box[1] - context - 16 < top <= box[1] - context
     assert (width, height) == (-(-(box[2] + context - left) // scale),
                                -(-(box[3] + context - top) // scale))
+
+
+@pytest.mark.parametrize("regions, scale, cut", [
+    ([(0, 0, 597, 10)], 1, True),      # full size for a small box: cut out
+    ([(0, 0, 500, 399)], 1, True),     # just under a fifth of the 2500 x 400 photo
+    ([(0, 0, 500, 400)], 1, False),    # a fifth
+    ([(0, 0, 100, 100), (0, 0, 1000, 400)], 1, False),
+    ([(0, 0, 600, 10)], 2, False),     # reduced: the whole decode is cheaper
+    ([(0, 0, 2400, 10)], 8, False),
+])
+def test_a_jpeg_is_cut_out_only_where_it_would_be_decoded_at_full_size(regions, scale, cut):
+    assert decode_scale(regions, 299) == scale
+    assert cut_out_pays(regions, scale, 2500 * 400) == cut
+    photo = Photo(camera_jpeg(Image.new("RGB", (2500, 400), "grey"), 1), 10**8)
+    photo.load(regions, max_side=299)
+    assert bool(photo.parts) == cut and photo.scale == scale
 
 
 @pytest.mark.parametrize("scale", [1, 2, 4, 8])
@@ -287,10 +310,11 @@ def test_a_region_decode_cuts_nearly_what_a_whole_decode_at_its_scale_cuts(kind,
     whole.draft("RGB", (2503 // scale, 1901 // scale))
     whole = whole.convert("RGB")
     assert whole.size == (-(-2503 // scale), -(-1901 // scale))
-    small = (37, 21, 37 + 299 * scale, 21 + 200 * scale)  # pixel for pixel at scale 1
-    large = (max(0, 2503 - 597 * scale), 1901 - 150 * scale, 2503, 1901)  # shrunk up to 2x
+    tiny = (5, 1700, 105, 1800)  # makes the photo cut out
+    small = (37, 21, 37 + 299 * scale, 21 + 20 * scale)  # pixel for pixel at scale 1
+    large = (max(0, 2503 - 597 * scale), 1901 - 15 * scale, 2503, 1901)  # shrunk up to 2x
     photo = Photo(data, 10**8)
-    photo.load([small, large], max_side=299)
+    photo.load([tiny, small, large], max_side=299)
     for box in small, large:
         assert photo.parts[box].scale == scale
         size = bounded_size(box[2] - box[0], box[3] - box[1], 299)
@@ -317,8 +341,8 @@ def test_every_exif_orientation_cuts_the_upright_pixels(orientation):
     assert np.array_equal(photo.cut(small, 299), np.asarray(reference.crop(small)))
 
     photo = Photo(data, 10**8)
-    photo.load([large], max_side=120)  # 1000 / 120: decoded at 1/8
-    assert [part.scale for part in photo.parts.values()] == [8]
+    photo.load([large], max_side=120)  # 1000 / 120: decoded whole at 1/8
+    assert photo.scale == 8 and not photo.parts
     cut = photo.cut(large, 120)
     assert cut.shape == (88, 120, 3)  # 735 * 120 / 1000 = 88.2
     mean, _ = difference(cut, shrunk(reference, large, (120, 88)))
@@ -392,5 +416,14 @@ def test_header_check_counts_the_full_size_of_a_jpeg_decoded_reduced():
         Photo(data, 11_999_999)
     photo = Photo(data, 12_000_000)
     photo.load([(0, 0, 3000, 4000)], max_side=299)
-    assert [part.scale for part in photo.parts.values()] == [8]
-    assert photo.cut((0, 0, 3000, 4000), 299).shape == (299, 224, 3)
+    assert photo.scale == 8 and photo.cut((0, 0, 3000, 4000), 299).shape == (299, 224, 3)
+
+
+def test_a_truncated_jpeg_fails_on_load_when_cut_out_too():
+    data = camera_jpeg(picture(1600, 1200), 1)
+    photo = Photo(data[: len(data) * 3 // 5], 10**8)
+    with pytest.raises(OSError, match="truncated"):
+        photo.load([(1400, 1000, 1500, 1100)], max_side=299)
+    whole = Photo(data, 10**8)
+    whole.load([(1400, 1000, 1500, 1100)], max_side=299)
+    assert list(whole.parts) == [(1400, 1000, 1500, 1100)]
