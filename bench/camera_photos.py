@@ -1,15 +1,15 @@
 """Camera-sized photos (issue 17): crop + resize + pack under ``dvc repro`` against the study's
 loop and against the previous code, which decoded every photo and stored every crop at full size.
 
-    python bench/camera_photos.py generate DIR [--photos 200]
+    python bench/camera_photos.py generate DIR [--photos 200] [--largest-box 1800]
     python bench/camera_photos.py compare DATA_DIR --previous REV [--reps 3] [--scratch DIR]
                                           [--bare]
     python bench/camera_photos.py difference DATA_DIR --previous REV
     python bench/camera_photos.py steps DATA_DIR --previous REV [--photos 60]
 
 generate: 4000x3000 JPEGs (quality 90, textured with pixel noise so that each weighs about
-2.6 MB, as a phone's 12 MP photo does) in 4 class folders, each with 1-2 boxes of 300-1800 px
-a side and a VOC XML beside it.
+2.6 MB, as a phone's 12 MP photo does) in 4 class folders, each with 1-2 boxes of 300 to
+LARGEST_BOX px a side and a VOC XML beside it.
 
 compare: three contenders on the same files, interleaved rep by rep, each a process tree
 measured as in bench/data_stages.py (wall, CPU seconds, peak of the summed RSS):
@@ -56,7 +56,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SIZE = 75
 
 
-def generate(out: Path, photos: int) -> None:
+def generate(out: Path, photos: int, largest_box: int) -> None:
     from PIL import Image
 
     from inception_pipeline.synthetic import Object, voc_xml
@@ -70,7 +70,7 @@ def generate(out: Path, photos: int) -> None:
         image = Image.fromarray(np.clip(base + noise, 0, 255).astype(np.uint8))
         objects = []
         for _ in range(int(rng.integers(1, 3))):
-            w, h = (int(v) for v in rng.integers(300, 1801, 2))
+            w, h = (int(v) for v in rng.integers(300, largest_box + 1, 2))
             x, y = int(rng.integers(0, 4000 - w)), int(rng.integers(0, 3000 - h))
             objects.append(Object(label, (x, y, x + w, y + h)))
         folder = out / label
@@ -283,6 +283,7 @@ def main() -> None:
     gen = sub.add_parser("generate")
     gen.add_argument("out", type=Path)
     gen.add_argument("--photos", type=int, default=200)
+    gen.add_argument("--largest-box", type=int, default=1800, help="longest box side, px")
     cmp = sub.add_parser("compare")
     cmp.add_argument("data_dir", type=Path)
     cmp.add_argument("--previous", required=True, help="commit whose code is 'previous'")
@@ -299,7 +300,7 @@ def main() -> None:
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     if args.command == "generate":
-        generate(args.out, args.photos)
+        generate(args.out, args.photos, args.largest_box)
     elif args.command == "compare":
         compare(args.data_dir.resolve(), args.previous, args.reps, args.scratch.resolve(),
                 args.bare)

@@ -55,8 +55,11 @@ DCT_SCALES = (8, 4, 2, 1)  # the reductions libjpeg decodes at directly
 # the first.
 REGION_FORMATS = {"JPEG", "MPO"}
 # The regions of a photo decoded at full size are cut out when they cover less than this share
-# of it: beyond, re-decoding their blocks costs more than the whole decode (cut_out_pays).
+# of it: beyond, re-decoding their blocks costs more than the whole decode; and only from a
+# photo of at least this many pixels: below, the cut-out's fixed cost is most of what it saves
+# (cut_out_pays).
 CUT_OUT_SHARE = 0.2
+CUT_OUT_MIN_PIXELS = 1_000_000
 # Pixels of a reduced decode beyond a box that its crop depends on: cut's Lanczos reaches 3
 # lobes of at most a 2x shrink (6), chroma upsampling one more, and one to spare.
 REGION_CONTEXT = 8
@@ -159,7 +162,7 @@ def cut_out_pays(regions: list[Box], scale: int, pixels: int) -> bool:
     blocks into a JPEG of their own and decodes them again, which costs more than the whole
     decode's reduced IDCT saves except at full size (BENCHMARKS.md: "Region decode")."""
     area = sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in regions)
-    return scale == 1 and area < CUT_OUT_SHARE * pixels
+    return scale == 1 and pixels >= CUT_OUT_MIN_PIXELS and area < CUT_OUT_SHARE * pixels
 
 
 def decode_scale(regions: list[Box], max_side: int) -> int:

@@ -289,6 +289,7 @@ def test_each_cut_out_region_is_decoded_at_its_own_scale(longest, scale):
 def test_a_jpeg_is_cut_out_only_where_it_would_be_decoded_at_full_size(regions, scale, cut):
     assert decode_scale(regions, 299) == scale
     assert cut_out_pays(regions, scale, 2500 * 400) == cut
+    assert not cut_out_pays(regions, scale, 2500 * 400 - 1)  # under a megapixel: never
     photo = Photo(camera_jpeg(Image.new("RGB", (2500, 400), "grey"), 1), 10**8)
     photo.load(regions, max_side=299)
     assert bool(photo.parts) == cut and photo.scale == scale
@@ -327,16 +328,16 @@ def test_a_region_decode_cuts_nearly_what_a_whole_decode_at_its_scale_cuts(kind,
 
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_every_exif_orientation_cuts_the_upright_pixels(orientation):
-    """Regions are in the upright frame; the photo stays stored as it is (1003 x 749: not a
+    """Regions are in the upright frame; the photo stays stored as it is (1603 x 1149: not a
     multiple of the DCT block) and only the cut-out part is turned upright."""
-    upright = picture(1003, 749, seed=orientation)
+    upright = picture(1603, 1149, seed=orientation)
     data = camera_jpeg(upright, orientation)
     reference = full_decode(data)
-    assert reference.size == (1003, 749)
+    assert reference.size == (1603, 1149)
     small, large = (101, 57, 351, 300), (3, 10, 1003, 745)
     photo = Photo(data, 10**8)
-    assert (photo.width, photo.height) == (1003, 749)
-    photo.load([small], max_side=299)  # smaller than max_side: full size, pixel for pixel
+    assert (photo.width, photo.height) == (1603, 1149)
+    photo.load([small], max_side=299)  # under max_side: cut out at full size, pixel for pixel
     assert [part.scale for part in photo.parts.values()] == [1]
     assert np.array_equal(photo.cut(small, 299), np.asarray(reference.crop(small)))
 
