@@ -189,7 +189,8 @@ def class_probabilities(model, inputs, callbacks=None):
     import numpy as np
 
     if isinstance(inputs, np.ndarray) and len(inputs) <= EAGER_IMAGES:
-        probs = model(inputs, training=False)
+        # In the structure the model was built with (a list of one): else Keras warns.
+        probs = model([inputs] if isinstance(model.input, list) else inputs, training=False)
         probs = [np.asarray(p) for p in probs] if isinstance(probs, list) else np.asarray(probs)
     else:
         probs = model.predict(inputs, verbose=0, callbacks=callbacks)
