@@ -21,9 +21,10 @@ second call. ``predict-lite``: the wall time of `python -m inception_pipeline.pr
 image.jpg` with no --model (old: data/model/model.keras in Keras; new: the export's TFLite file
 in LiteRT), then new's steps timed inside another cold process: importing the predict module
 (no TensorFlow), checking that the export is the model's (sha256 of the .keras file), loading
-the TFLite file, the first call on one image (tensors allocated), a second call. ``train``: the train stage's fit (verbose=0) on random images, TRAIN images and
-VAL validation images in batches of 64 (the last batch of each partial, as in the default
-run), 2 epochs; it prints the first step, the median of the later steps, each epoch and each
+the TFLite file, the first call on one image (tensors allocated), a second call.
+
+``train``: the train stage's fit (verbose=0) on random images, TRAIN images and VAL validation
+images in batches of 64 (the last batch of each partial, as in the default run), 2 epochs; it prints the first step, the median of the later steps, each epoch and each
 validation pass. The first-epoch overhead is epoch 1 minus epoch 2. ``first-step``: Keras'
 ``train_step`` of the same model under ``tf.function``, traced alone (Python builds the graph),
 then its first call (graph optimisation by grappler where it is on, oneDNN primitives and

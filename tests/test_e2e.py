@@ -25,7 +25,8 @@ from inception_pipeline.io import read_csv
 from tests.conftest import copy_project
 
 ROOT = Path(__file__).resolve().parents[1]
-ALL_STAGES = {"sample", "crop", "resize", "pack", "split", "train", "evaluate", "report"}
+ALL_STAGES = {"sample", "crop", "resize", "pack", "split", "train", "export", "evaluate",
+              "report"}
 
 pytestmark = pytest.mark.e2e
 
@@ -94,11 +95,12 @@ def test_second_repro_runs_nothing(baseline):
     assert "didn't change, skipping" in output
 
 
-# A change that train alone reads (train.loss, rerunning train, evaluate and report) is
+# A change that train alone reads (train.loss, rerunning train, export, evaluate and report) is
 # tests/test_cookbook.py's first step.
 def test_experiment_reruns_only_what_the_change_affects(project_copy):
     output = project_copy.dvc("exp", "run", "-S", "resize.size=80")
-    assert stages_run(output) == {"resize", "pack", "train", "evaluate", "report"}, output
+    assert stages_run(output) == {"resize", "pack", "train", "export", "evaluate", "report"
+                                  }, output
 
 
 def markdown_rows(text: str) -> list[list[str]]:
@@ -191,7 +193,7 @@ def test_killed_retrain_resumes_and_reproduces_the_run_byte_for_byte(project_cop
 
     # Forced again: unforced, DVC would restore the model its cache holds for these settings.
     output = repo.run(*command)
-    assert stages_run(output) == {"train", "evaluate", "report"}, output
+    assert stages_run(output) == {"train", "export", "evaluate", "report"}, output
     assert "resuming after epoch 1" in output, output
     assert not checkpoints.exists()  # a completed run removes its checkpoint
     for split in ("train", "eval"):  # every epoch once, each with the uninterrupted run's loss
