@@ -424,3 +424,30 @@ def test_bad_annotation_is_one_line(picture, capsys, name, content, images, mess
         run(partial(predict.main, [*images, "--annotation", name]))
     assert exit_.value.code == 2
     assert capsys.readouterr().err == f"error: {message}\n"
+
+
+@pytest.mark.parametrize("annotations, files", [
+    ("yolo", {"images/a/x.png": None, "labels/a/x.txt": b"0 0.5 0.5 0.5 0.5\n"}),
+    ("yolo", {"images/a/x.png": None, "images/a/x.txt": b"0 0.5 0.5 0.5 0.5\n"}),
+    ("voc", {"cat/x.png": None, "cat/x.xml": voc_xml("x.png", "cat", (100, 80), [
+        Object("cat", (25, 20, 75, 60))])}),
+    ("csv", {"cat/x.png": None, "annotations.csv": b"path,xmin,ymin,xmax,ymax\n"
+                                                   b"cat/x.png,25,20,75,60\n"}),
+    ("coco", {"images/x.png": None, "annotations.json": json.dumps({
+        "images": [{"id": 1, "file_name": "images/x.png"}], "categories": [{"id": 0, "name": "c"}],
+        "annotations": [{"image_id": 1, "category_id": 0, "bbox": [25, 20, 50, 40]}]}).encode()}),
+], ids=["yolo-labels", "yolo-beside", "voc", "csv", "coco"])
+def test_a_dataset_folder_gives_each_image_its_boxes_as_crop_finds_them(tmp_path, annotations,
+                                                                       files):
+    """--annotation FOLDER with data.annotations: the same box (25, 20, 75, 60) of a 100x80
+    image, wherever each format keeps it."""
+    for name, content in files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if content is None:
+            Image.new("RGB", (100, 80)).save(path)
+            image = path
+        else:
+            path.write_bytes(content)
+    boxes = predict.read_annotation(tmp_path, annotations).boxes(image)
+    assert [to_pixels(box, 100, 80) for box in boxes] == [(25, 20, 75, 60)]
