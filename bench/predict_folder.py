@@ -103,7 +103,9 @@ def timed(folder: Path, args: list[str]) -> tuple[float, str]:
 def run(folder: Path, reps: int) -> None:
     count = sum(1 for _ in (folder / "crops").rglob("*.jpg"))
     contenders = {
-        "evaluate (model calls only)": lambda: float(timed(folder, ["-c", EVALUATE])[1]),
+        # its last line: the seconds (the progress callback's lines come before it)
+        "evaluate (model calls only)": lambda: float(
+            timed(folder, ["-c", EVALUATE])[1].split()[-1]),
         "predict, TFLite (whole command)": lambda: timed(folder, [
             "-m", "inception_pipeline.predict", "crops", "--csv", "out.csv"])[0],
         "predict, .keras (whole command)": lambda: timed(folder, [
