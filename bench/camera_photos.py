@@ -1,5 +1,6 @@
-"""Camera-sized photos (issue 17): crop + resize + pack under ``dvc repro`` against the study's
-loop and against the previous code, which decoded every photo and stored every crop at full size.
+"""Camera-sized photos: crop + resize + pack under ``dvc repro`` against the study's loop and
+against the code of another commit (``--previous``; dfcf72f decoded every photo and stored
+every crop at full size).
 
     python bench/camera_photos.py generate DIR [--photos 200]
     python bench/camera_photos.py compare DATA_DIR --previous REV [--reps 3] [--scratch DIR]
@@ -173,8 +174,15 @@ def difference(data_dir: Path) -> None:
     from PIL import Image, ImageOps
 
     from inception_pipeline.annotations import parse_voc
-    from inception_pipeline.images import Photo, bounded_size, crop_region, resize_image
+    from inception_pipeline.images import (
+        Photo,
+        bounded_size,
+        configure_decoders,
+        crop_region,
+        resize_image,
+    )
 
+    configure_decoders()  # as crop and resize decode
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     margin, max_side = params["crop"]["margin"], params["crop"]["max_side"]
     stats = {"ours": [0, 0, 0], "ours with a box filter": [0, 0, 0]}  # sum, max, values differing
@@ -214,8 +222,9 @@ def steps(data_dir: Path, photos: int) -> None:
     import cv2
 
     from inception_pipeline.annotations import parse_voc
-    from inception_pipeline.images import Photo, crop_region
+    from inception_pipeline.images import Photo, configure_decoders, crop_region
 
+    configure_decoders()  # as crop decodes
     clock = time.process_time
     times: dict[str, list[float]] = {k: [] for k in ("header", "XML", "decode", "cut",
                                                      "SHA-256", "cv2.imread")}

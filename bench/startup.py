@@ -6,13 +6,13 @@
     python bench/startup.py train DIR [--reps 2]       # first-epoch overhead of a short fit
     python bench/startup.py first-step DIR [--reps 2]  # the first training step, split up
 
-"old" is the code at --old-ref (default: the commit before issue 16), extracted with
-`git archive` into DIR/old and put first on PYTHONPATH; "new" is this checkout. ``setup``
-builds the default network (IR-v2, 75x75, 51 classes, augmentation on), compiles it as the
-train stage does (Adam, binary cross-entropy), runs one training step so that Adam's
-variables exist, and saves it twice: ``model.save`` of the compiled model (what the train
-stage wrote before) and ``save_classifier`` (what it writes now); then it puts the lean file
-at data/model/model.keras and runs this checkout's export stage there.
+"old" is the code at --old-ref (default dfcf72f: grappler on, the optimizer built in the first
+traced step, the compiled model saved), extracted with `git archive` into DIR/old and put
+first on PYTHONPATH; "new" is this checkout. ``setup`` builds the default network (IR-v2,
+75x75, 51 classes, augmentation on), compiles it as the train stage does (Adam, binary
+cross-entropy), runs one training step so that Adam's variables exist, and saves it twice:
+``model.save`` of the compiled model (old) and ``save_classifier`` (new); then it puts the
+lean file at data/model/model.keras and runs this checkout's export stage there.
 
 ``predict``: the wall time of `python -m inception_pipeline.predict image.jpg` (old on the
 compiled file, new on the lean one), then the same steps timed inside one process: importing
@@ -24,8 +24,8 @@ in LiteRT), then new's steps timed inside another cold process: importing the pr
 the TFLite file, the first call on one image (tensors allocated), a second call.
 
 ``train``: the train stage's fit (verbose=0) on random images, TRAIN images and VAL validation
-images in batches of 64 (the last batch of each partial, as in the default run), 2 epochs; it prints the first step, the median of the later steps, each epoch and each
-validation pass. The first-epoch overhead is epoch 1 minus epoch 2. ``first-step``: Keras'
+images in batches of 64 (the last batch of each partial, as in the default run), 2 epochs; it
+prints the first step, the median of the later steps, each epoch and each validation pass. The first-epoch overhead is epoch 1 minus epoch 2. ``first-step``: Keras'
 ``train_step`` of the same model under ``tf.function``, traced alone (Python builds the graph),
 then its first call (graph optimisation by grappler where it is on, oneDNN primitives and
 buffers created, one step run) and the median of 3 later calls (one step run).
@@ -125,7 +125,7 @@ times["load"] = time.perf_counter() - start
 image = np.random.default_rng(0).integers(0, 256, (1, 75, 75, 3), dtype=np.uint8)
 for call in ("first call", "second call"):
     start = time.perf_counter()
-    classifier(image)
+    classifier(image, tta_flip=False)
     times[call] = time.perf_counter() - start
 print(repr(times))
 """

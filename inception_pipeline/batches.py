@@ -58,19 +58,72 @@ class NpyRows:
         return out
 
 
+def balanced_class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """``train.class_weight: balanced``: each class's weight n / (k x count), n the images, k
+    the classes present (scikit-learn's compute_class_weight("balanced")); 0 for a class
+    with no image, which no label names anyway."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    present = np.unique(labels)
+    weights = np.zeros(num_classes, dtype=np.float32)
+    weights[present] = compute_class_weight("balanced", classes=present, y=labels)
+    return weights
+
+
+class LabelMixing:
+    """``train.mixup`` / ``train.cutmix``: Keras' MixUp and CutMix layers on a training batch,
+    images and one-hot labels together (the labels become soft, each row summing to 1). With
+    both, each batch takes one of the two, at even odds.
+
+    Here rather than in the model: they change the labels, which the model never sees. Each
+    batch's draws come from ``seed`` (epoch, batch, replica), so a resumed run mixes as the
+    uninterrupted one would. The layers compute in float32 whatever the precision policy, and
+    the mixed images are rounded back to uint8, the model's input (MixUp's blends move by
+    under half a grey level; CutMix's pixels are copied, unchanged).
+    """
+
+    def __init__(self, mixup: float = 0.0, cutmix: float = 0.0):
+        self.layers = []
+        if mixup:
+            self.layers.append(lambda seed: keras.layers.MixUp(mixup, seed=seed,
+                                                               dtype="float32"))
+        if cutmix:  # factor (a, a): alpha a (a single float draws alpha from [0, a])
+            self.layers.append(lambda seed: keras.layers.CutMix((cutmix, cutmix), seed=seed,
+                                                                dtype="float32"))
+
+    def __bool__(self) -> bool:
+        return bool(self.layers)
+
+    def __call__(self, images: np.ndarray, one_hot: np.ndarray, seed: list[int]
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        if len(images) < 2:  # nothing to mix with
+            return images, one_hot
+        rng = np.random.default_rng(seed)
+        make_layer = self.layers[rng.integers(len(self.layers))]
+        # A layer per batch: its seed generator then starts from this batch's seed.
+        mixed = make_layer(int(rng.integers(2**31)))(
+            {"images": images, "labels": one_hot}, training=True)
+        pixels = np.clip(np.rint(keras.ops.convert_to_numpy(mixed["images"])), 0, 255)
+        return (pixels.astype(images.dtype),
+                keras.ops.convert_to_numpy(mixed["labels"]).astype(np.float32))
+
+
 class Batches(keras.utils.PyDataset):
     """(uint8 images, one-hot labels) batches gathered from an images array or ``NpyRows``.
 
     With ``shuffle_seed`` the order changes every epoch, as ``epoch_order`` gives it; without
-    it, batches follow ``indices`` (for validation and prediction).
+    it, batches follow ``indices`` (for validation and prediction). Training batches may mix
+    images and labels (``mixing``, a ``LabelMixing``: soft labels) and weigh each image by
+    its label's ``class_weights`` (per-class weights: a third element, the sample weights).
     """
 
     def __init__(self, images, labels, indices, num_classes, batch_size, shuffle_seed=None,
-                 output_names=("predictions",)):
+                 output_names=("predictions",), mixing=None, class_weights=None):
         super().__init__()
         self.images, self.labels, self.indices = images, labels, indices
         self.num_classes, self.batch_size, self.shuffle_seed = num_classes, batch_size, shuffle_seed
         self.output_names = output_names  # every output (GoogLeNet's aux heads too) gets the labels
+        self.mixing, self.class_weights = mixing, class_weights
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
@@ -90,17 +143,29 @@ class Batches(keras.utils.PyDataset):
             batch = np.sort(batch)
         return batch
 
-    def replica_part(self, i: int, replica: int, replicas: int) -> tuple[np.ndarray, np.ndarray]:
-        """(images, one-hot labels) of replica ``replica``'s share of batch ``i``: its
-        consecutive slice of ``rows(i)``, so the ``replicas`` parts together are the batch."""
+    def replica_part(self, i: int, replica: int, replicas: int
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(images, labels, sample weights) of replica ``replica``'s share of batch ``i``: its
+        consecutive slice of ``rows(i)``, so the ``replicas`` parts together are the batch.
+        Labels are one-hot, or soft when mixed (within the share); the weights are each
+        label's class weight (soft: the label-weighted mean), 1 without class weights."""
         part = np.array_split(self.rows(i), replicas)[replica]
-        return self.images[part], np.eye(self.num_classes, dtype=np.float32)[self.labels[part]]
+        images = self.images[part]
+        labels = np.eye(self.num_classes, dtype=np.float32)[self.labels[part]]
+        if self.mixing:
+            images, labels = self.mixing(images, labels,
+                                         [self.shuffle_seed or 0, self.epoch, i, replica])
+        weights = (labels @ self.class_weights if self.class_weights is not None
+                   else np.ones(len(part), np.float32))
+        return images, labels, weights
 
     def __getitem__(self, i):
-        images, one_hot = self.replica_part(i, 0, 1)
-        if len(self.output_names) == 1:
-            return images, one_hot
-        return images, {name: one_hot for name in self.output_names}
+        images, labels, weights = self.replica_part(i, 0, 1)
+        if len(self.output_names) > 1:
+            labels = {name: labels for name in self.output_names}
+        if self.class_weights is None:
+            return images, labels
+        return images, labels, weights  # one array weighs every output's loss
 
     def on_epoch_end(self):
         self.set_epoch(self.epoch + 1)

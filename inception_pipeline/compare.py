@@ -1,14 +1,14 @@
-"""inception-compare: is one run's test top-1 really better than another's? A paired bootstrap.
+"""inception-compare: is one run's test top-1 really better than another's, on these crops?
 
-    inception-compare BASELINE OTHER [OTHER ...] [--resamples 10000] [--seed 0] [--json]
+    inception-compare BASELINE OTHER [OTHER ...] [--json]
 
 Each argument is a git revision or a DVC experiment name (`dvc exp show` lists them); its
 plots/predictions.csv (kept in git by the evaluate stage) gives which test crops it got right.
-Runs on the same split classify the same crops, so the difference in top-1 is bootstrapped over
-crops drawn with replacement, both runs scored on the same draw: the 95% interval of that
-difference is narrower than two separate intervals, and a difference is called one only when
-its interval leaves out zero. It says nothing about seed-to-seed spread (a second seed is a
-second run to compare).
+Runs on the same split classify the same crops, so the difference in top-1 is paired crop by
+crop: the one-seed case of inception-claims' procedure (inception_pipeline/statistics.py), a
+Student's t interval over the crops. A difference is called one only when its 95% interval
+leaves out zero. It says nothing about seed-to-seed spread: for that, the runs of several
+seeds (inception-claims).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import json
 import numpy as np
 
 from inception_pipeline.errors import PipelineError, run
+from inception_pipeline.statistics import over_seeds_and_crops
 from inception_pipeline.layout import PREDICTIONS
 
 
@@ -43,23 +44,9 @@ def paired(baseline: dict[str, bool], other: dict[str, bool], names: tuple[str, 
             np.array([other[c] for c in crops], dtype=float))
 
 
-def bootstrap_interval(a: np.ndarray, b: np.ndarray, resamples: int, seed: int,
-                       level: float = 0.95) -> tuple[float, float, float]:
-    """Mean of ``b - a`` (the top-1 difference) and its percentile bootstrap interval, resampling
-    the crops (the pairs) with replacement."""
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(a), size=(resamples, len(a)))
-    diffs = (b[draws] - a[draws]).mean(axis=1)
-    tail = (1 - level) / 2
-    low, high = np.quantile(diffs, [tail, 1 - tail])
-    return float((b - a).mean()), float(low), float(high)
-
-
-def accuracy_interval(correct: np.ndarray, resamples: int, seed: int,
-                      level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of one run's top-1."""
-    _, low, high = bootstrap_interval(np.zeros_like(correct), correct, resamples, seed, level)
-    return low, high
+def accuracy_interval(correct: np.ndarray) -> list[float]:
+    """95% interval of one run's top-1 over its test crops."""
+    return over_seeds_and_crops(np.zeros((1, len(correct))), correct[None, :])["interval"]
 
 
 def read_predictions(rev: str) -> list[dict]:
@@ -74,19 +61,18 @@ def read_predictions(rev: str) -> list[dict]:
     return list(csv.DictReader(io.StringIO(text)))
 
 
-def compare(baseline: str, others: list[str], resamples: int, seed: int) -> list[dict]:
+def compare(baseline: str, others: list[str]) -> list[dict]:
     base = correct_by_crop(read_predictions(baseline))
     results = []
     for other in others:
         a, b = paired(base, correct_by_crop(read_predictions(other)), (baseline, other))
-        diff, low, high = bootstrap_interval(a, b, resamples, seed)
+        difference = over_seeds_and_crops(a[None, :], b[None, :])
         results.append({
             "baseline": baseline, "other": other, "test_crops": len(a),
-            "baseline_top1": a.mean(), "baseline_top1_95": accuracy_interval(a, resamples, seed),
-            "other_top1": b.mean(), "other_top1_95": accuracy_interval(b, resamples, seed),
-            "difference": diff, "difference_95": (low, high),
-            "verdict": "no clear difference" if low <= 0 <= high
-                       else ("better" if low > 0 else "worse"),
+            "baseline_top1": a.mean(), "baseline_top1_95": accuracy_interval(a),
+            "other_top1": b.mean(), "other_top1_95": accuracy_interval(b),
+            "difference": difference["difference"], "difference_95": difference["interval"],
+            "verdict": difference["verdict"],
         })
     return results
 
@@ -96,13 +82,9 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("baseline", help="git revision or experiment name")
     parser.add_argument("others", nargs="+", metavar="other")
-    parser.add_argument("--resamples", type=int, default=10_000)
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     args = parser.parse_args(argv)
-    if args.resamples < 100:
-        raise PipelineError(f"--resamples {args.resamples}: use at least 100")
-    results = compare(args.baseline, args.others, args.resamples, args.seed)
+    results = compare(args.baseline, args.others)
     if args.json:
         print(json.dumps(results))
         return

@@ -172,11 +172,12 @@ def fit_multi_worker(model: keras.Model, strategy: tf.distribute.Strategy, train
         model.optimizer.build(model.trainable_variables)
         train_curves, val_curves = epoch_metrics(outputs), epoch_metrics(outputs)
 
-    def image_losses(labels, predictions):
-        """Each output's loss for each image, and their weighted total."""
+    def image_losses(labels, predictions, weights):
+        """Each output's loss for each image times its sample weight (train.class_weight, else
+        1), and their weighted total."""
         predictions = dict(zip(outputs, predictions)) if len(outputs) > 1 else {
             outputs[0]: predictions}
-        each = {name: loss(labels, p) for name, p in predictions.items()}
+        each = {name: loss(labels, p) * weights for name, p in predictions.items()}
         total = sum(loss_weights.get(name, 1.0) * value for name, value in each.items())
         return predictions["predictions"], each, total
 
@@ -193,10 +194,11 @@ def fit_multi_worker(model: keras.Model, strategy: tf.distribute.Strategy, train
 
     # Traced once, for any batch size: the signature's batch dimension is None.
     @tf.function(input_signature=train_data.element_spec)
-    def train_step(images, labels, global_rows):
-        def replica_step(images, labels, global_rows):
+    def train_step(images, labels, weights, global_rows):
+        def replica_step(images, labels, weights, global_rows):
             with tf.GradientTape() as tape:
-                predictions, each, total = image_losses(labels, model(images, training=True))
+                predictions, each, total = image_losses(labels, model(images, training=True),
+                                                        weights)
                 step_loss = tf.nn.compute_average_loss(total, global_batch_size=global_rows)
                 if model.losses:  # weight regularisation, none in this project's networks
                     step_loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
@@ -204,14 +206,15 @@ def fit_multi_worker(model: keras.Model, strategy: tf.distribute.Strategy, train
             gradients = tape.gradient(scaled, model.trainable_variables)
             model.optimizer.apply_gradients(zip(gradients, model.trainable_variables))
             update(train_curves, labels, predictions, each, total)
-        strategy.run(replica_step, args=(images, labels, global_rows))
+        strategy.run(replica_step, args=(images, labels, weights, global_rows))
 
     @tf.function(input_signature=val_data.element_spec)
-    def val_step(images, labels, global_rows):  # the row count matters to gradients only
-        def replica_step(images, labels):
-            predictions, each, total = image_losses(labels, model(images, training=False))
+    def val_step(images, labels, weights, global_rows):  # the row count matters to gradients only
+        def replica_step(images, labels, weights):
+            predictions, each, total = image_losses(labels, model(images, training=False),
+                                                    weights)
             update(val_curves, labels, predictions, each, total)
-        strategy.run(replica_step, args=(images, labels))
+        strategy.run(replica_step, args=(images, labels, weights))
 
     callbacks = keras.callbacks.CallbackList(callbacks, model=model)
     callbacks.on_train_begin()
@@ -225,14 +228,17 @@ def fit_multi_worker(model: keras.Model, strategy: tf.distribute.Strategy, train
         callbacks.on_epoch_begin(epoch)
         for step in train_data:
             train_step(*step)
+        callbacks.on_test_begin()  # as fit: EmaWeights validates the averaged weights
         for step in val_data:
             val_step(*step)
+        callbacks.on_test_end()
         # Reading a curve sums it over every replica: all workers log the same numbers.
         logs = {name: float(curve.result()) for name, curve in train_curves.items()}
         logs |= {f"val_{name}": float(curve.result()) for name, curve in val_curves.items()}
         print(f"Epoch {epoch + 1}/{epochs} - {time.perf_counter() - start:.0f}s - "
               + " - ".join(f"{name}: {value:.4f}" for name, value in logs.items()), flush=True)
         callbacks.on_epoch_end(epoch, logs)
+    model.optimizer.finalize_variable_values(model.trainable_variables)  # as fit (train.ema)
     callbacks.on_train_end()
 
 
@@ -247,7 +253,8 @@ def epoch_metrics(outputs: list[str]) -> dict[str, keras.metrics.Metric]:
 
 def distribute(strategy: tf.distribute.Strategy, batches: Batches):
     """``batches`` as a distributed dataset: at step i, replica r of R gets
-    ``batches.replica_part(i, r, R)`` and the global batch's row count (for the loss). Each
+    ``batches.replica_part(i, r, R)`` (images, labels, sample weights) and the global batch's
+    row count (for the loss). Each
     worker reads only the shares of its own replicas. Iterate it anew every epoch."""
     def worker_dataset(context: tf.distribute.InputContext) -> tf.data.Dataset:
         replicas = context.num_replicas_in_sync
@@ -263,6 +270,7 @@ def distribute(strategy: tf.distribute.Strategy, batches: Batches):
         return tf.data.Dataset.from_generator(shares, output_signature=(
             tf.TensorSpec((None, *batches.images.shape[1:]), batches.images.dtype),
             tf.TensorSpec((None, batches.num_classes), tf.float32),
+            tf.TensorSpec((None,), tf.float32),
             tf.TensorSpec((), tf.int64)))
 
     return strategy.distribute_datasets_from_function(worker_dataset)

@@ -1,7 +1,8 @@
 """The image functions crop, resize and predict share, so that predict prepares a photo exactly
 as training did: open and decode (decompression-bomb check, JPEG decoded reduced when the boxes
 allow, EXIF orientation), clip and widen a box, cut it out at a bounded size, resize to the
-network's input. Importing this module sets the decoders' global settings."""
+network's input. Importing it changes no setting: the stages and commands that decode call
+``configure_decoders()`` first."""
 
 from __future__ import annotations
 
@@ -14,16 +15,22 @@ from PIL import ExifTags, Image, UnidentifiedImageError
 
 from inception_pipeline.annotations import AnnotationError, Box
 
-# crop.max_pixels replaces PIL's fixed limit (which raises beyond 179 MP): Photo checks
-# the size from the header against it.
-Image.MAX_IMAGE_PIXELS = None
 
+def configure_decoders() -> None:
+    """The decoders' settings for the stages and commands that decode images, called before
+    they do (and by each worker process, see ``io.parallel_map``).
 
-# Intel IPP's resize takes CPU-specific paths that round differently: the same crops gave a
-# different images.npy on an AVX2 and an AVX-512 machine. OpenCV's own code gives the same bytes
-# with its AVX/AVX2 paths switched off (OPENCV_CPU_DISABLE), so without IPP the output depends
-# on the data and params, not on the CPU.
-cv2.ipp.setUseIPP(False)
+    PIL's fixed decompression-bomb limit (it raises beyond 179 MP) is lifted, so that
+    crop.max_pixels, which ``Photo`` checks from the header, is the only limit.
+
+    Intel IPP's resize takes CPU-specific paths that round differently: the same crops gave a
+    different images.npy on an AVX2 and an AVX-512 machine. OpenCV's own code gives the same
+    bytes with its AVX/AVX2 paths switched off (OPENCV_CPU_DISABLE), so without IPP the output
+    depends on the data and params, not on the CPU. OpenCV keeps this flag per thread: call
+    this in the thread that resizes.
+    """
+    Image.MAX_IMAGE_PIXELS = None
+    cv2.ipp.setUseIPP(False)
 
 
 # EXIF orientation -> the transpose that shows the stored pixels as a viewer does.

@@ -148,13 +148,14 @@ def worker_count(requested: int) -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def parallel_map(fn: Callable[[T], R], items: Sequence[T], workers: int, desc: str
-                 ) -> Iterator[R]:
-    """``map(fn, items)`` over ``workers`` processes, in order, with a progress bar."""
+def parallel_map(fn: Callable[[T], R], items: Sequence[T], workers: int, desc: str,
+                 initializer: Callable[[], None] | None = None) -> Iterator[R]:
+    """``map(fn, items)`` over ``workers`` processes, in order, with a progress bar; each
+    worker process calls ``initializer`` first (the caller has called it for itself)."""
     chunksize = max(1, min(64, len(items) // (workers * 8) or 1))
     bar = {"total": len(items), "desc": desc, "unit": "file", "mininterval": 2, "disable": None}
     if workers <= 1:
         yield from tqdm(map(fn, items), **bar)
         return
-    with ProcessPoolExecutor(workers) as pool:
+    with ProcessPoolExecutor(workers, initializer=initializer) as pool:
         yield from tqdm(pool.map(fn, items, chunksize=chunksize), **bar)

@@ -44,7 +44,8 @@ SPLIT_METRICS = Path("metrics/split.json")
 MODEL = Path("data/model/model.keras")
 TRAIN_LIVE_DIR = Path("metrics/train")  # DVCLive's folder: metrics.json and the curves
 TRAIN_METRICS = TRAIN_LIVE_DIR / "metrics.json"  # the last epoch's curves; best_epoch
-CURVES_DIR = TRAIN_LIVE_DIR / "plots" / "metrics"
+TRAIN_PLOTS_DIR = TRAIN_LIVE_DIR / "plots"
+CURVES_DIR = TRAIN_PLOTS_DIR / "metrics"
 CHECKPOINT_DIR = Path(".checkpoints/train")  # not an output: it must outlive a killed run
 
 # export: the trained classifier in serving formats, and the .keras file's sha256 they came from

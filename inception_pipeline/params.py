@@ -41,6 +41,7 @@ class Key:
 NUMBER = (int, float)
 SCHEMA: dict[str, Key] = {
     "sample.seed": Key(int, min=0),
+    "sample.difficulty": Key(str, choices=("easy", "hard")),
     "sample.classes": Key(int, min=2, max=51),
     "sample.images_per_class": Key(int, min=1),
     "data.dir": Key(str),
@@ -78,7 +79,17 @@ SCHEMA: dict[str, Key] = {
     "train.seed": Key(int, min=0),
     "train.precision": Key(str, choices=("float32", "mixed_bfloat16", "mixed_float16")),
     "train.strategy": Key(str, choices=("default", "mirrored", "multi_worker")),
+    "train.weight_decay": Key(NUMBER, min=0.0, max=1.0),
+    "train.ema": Key(NUMBER, min=0.0, max=0.9999),
+    "train.flip": Key(bool),
+    "train.scale_jitter": Key(NUMBER, min=0.0, max=0.5),
+    "train.color_jitter": Key(NUMBER, min=0.0, max=1.0),
+    "train.mixup": Key(NUMBER, min=0.0, max=1.0),
+    "train.cutmix": Key(NUMBER, min=0.0, max=1.0),
+    "train.random_erasing": Key(NUMBER, min=0.0, max=1.0),
+    "train.class_weight": Key(str, choices=("none", "balanced")),
     "evaluate.batch_size": Key(int, min=1, max=4096),
+    "evaluate.tta_flip": Key(bool),
     "report.top_confusions": Key(int, min=1),
 }
 
@@ -118,6 +129,9 @@ def problems(params: dict) -> list[str]:
     if flat["train.warmup_epochs"] >= flat["train.epochs"]:
         found.append(f"train.warmup_epochs={flat['train.warmup_epochs']}: must be shorter than "
                      f"train.epochs={flat['train.epochs']}")
+    if 0 < flat["train.ema"] < 0.5:
+        found.append(f"train.ema={flat['train.ema']}: 0 (off) or a decay from 0.5 to 0.9999 "
+                     f"(e.g. 0.999): below 0.5 the average is mostly the last step's weights")
     if flat["train.patience"] and flat["train.strategy"] == "multi_worker":
         found.append("train.patience: early stopping is not available with "
                      "train.strategy=multi_worker; set it to 0")

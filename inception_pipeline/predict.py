@@ -16,7 +16,8 @@ YOLO's class names are not needed), or a CSV laid out like annotations.csv or a 
 paths relative to the file's folder, or a dataset's folder, read as crop reads data.dir with
 params.yaml's data.annotations (voc, yolo: each image's own file; csv, coco: the folder's
 annotations.csv or annotations.json). An image without a box is used whole, as
-crop.no_box=whole does.
+crop.no_box=whole does. With evaluate.tta_flip the probabilities are averaged with the mirror
+image's, as evaluate averages them.
 
 A FOLDER is searched recursively, in sorted order, as crop searches data.dir
 (``sources.walk``); annotation files in it are not images, and a file found there that cannot
@@ -55,7 +56,7 @@ from inception_pipeline.annotations import (
 )
 from inception_pipeline.errors import PipelineError, run
 from inception_pipeline.export import file_sha256
-from inception_pipeline.images import Photo, crop_region, resize_image
+from inception_pipeline.images import Photo, configure_decoders, crop_region, resize_image
 from inception_pipeline.io import atomic_path, read_csv, read_json
 from inception_pipeline.layout import (
     CLASSES,
@@ -298,10 +299,10 @@ class KerasClassifier:
             raise PipelineError(str(err)) from None
         self.input_size = self.model.input_shape[1]
 
-    def __call__(self, images: np.ndarray) -> np.ndarray:
+    def __call__(self, images: np.ndarray, tta_flip: bool) -> np.ndarray:
         from models import class_probabilities
 
-        return class_probabilities(self.model, images)
+        return class_probabilities(self.model, images, tta_flip=tta_flip)
 
 
 class LiteClassifier:
@@ -319,15 +320,21 @@ class LiteClassifier:
         self.input_size = int(self.input["shape_signature"][1])
         self.batch = None
 
-    def __call__(self, images: np.ndarray) -> np.ndarray:
+    def __call__(self, images: np.ndarray, tta_flip: bool) -> np.ndarray:
+        probs = self.run(images)
+        if tta_flip:  # the mean in float32, as the Keras model's Average layer takes it
+            probs = (probs + self.run(images[:, :, ::-1])) / 2
+        return probs.astype(np.float64)
+
+    def run(self, images: np.ndarray) -> np.ndarray:
         if len(images) != self.batch:
             self.interpreter.resize_tensor_input(self.input["index"], images.shape)
             with quiet_start_up():  # LiteRT announces its XNNPACK delegate on stderr
                 self.interpreter.allocate_tensors()
             self.batch = len(images)
-        self.interpreter.set_tensor(self.input["index"], images)
+        self.interpreter.set_tensor(self.input["index"], np.ascontiguousarray(images))
         self.interpreter.invoke()
-        return self.interpreter.get_tensor(self.output).astype(np.float64)
+        return self.interpreter.get_tensor(self.output)
 
 
 def model_file(given: Path | None) -> Path:
@@ -364,7 +371,7 @@ def predictions(args: argparse.Namespace, params: dict
             path = model_file(args.model)
             classifier = load_model(path, params["resize"]["size"])
             classes = read_json(CLASSES)
-        probs = classifier(inputs)
+        probs = classifier(inputs, params["evaluate"]["tta_flip"])
         if probs.shape[1] != len(classes):
             raise PipelineError(f"{path} has {probs.shape[1]} classes, {CLASSES} "
                                 f"{len(classes)}: retrain it (`dvc repro`)")
@@ -384,6 +391,7 @@ def main(argv: list[str] | None = None) -> None:
     if kind and (len(args.images) > 1 or args.images[0].is_dir()):
         raise PipelineError(f"--annotation {args.annotation}: {kind} describes one image, "
                             f"{'a folder' if len(args.images) == 1 else len(args.images)} given")
+    configure_decoders()
     results = ({"image": str(image), "box": list(region), "top": top_classes(p, classes,
                                                                               args.top_k)}
                for image, region, p, classes in predictions(args, load_params()))

@@ -15,6 +15,20 @@ from inception_pipeline.io import atomic_path
 from inception_pipeline.layout import CURVES_DIR
 
 GALLERY_MAX = 36  # misclassified crops shown: six rows of six
+# The train keys of the regularisers that take a strength (0: off), as the report names them.
+REGULARISERS = {"weight_decay": "weight decay", "ema": "weight EMA",
+                "scale_jitter": "scale jitter", "color_jitter": "colour jitter",
+                "mixup": "MixUp", "cutmix": "CutMix", "random_erasing": "random erasing"}
+
+
+def regularisers(*, flip: bool, class_weight: str, **strengths: float) -> str:
+    """The run's regularisers with their settings ("none" when all are off), for the header:
+    ``flip``, ``class_weight`` and each of REGULARISERS' keys as a keyword."""
+    used = ["flips"] if flip else []
+    used += [f"{name} {strengths[key]}" for key, name in REGULARISERS.items() if strengths[key]]
+    if class_weight != "none":
+        used.append(f"{class_weight} class weights")
+    return ", ".join(used) or "none"
 
 
 def most_confused(predictions: list[dict], top: int) -> list[dict]:

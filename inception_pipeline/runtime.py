@@ -54,15 +54,13 @@ def configure_tensorflow() -> None:
     """Ask for oneDNN kernels and quiet logs (a value the user set wins), then import TensorFlow
     without its start-up lines and turn off grappler, its graph optimiser.
 
-    TensorFlow turns its oneDNN kernels on by default only on some x86 CPUs. Without them,
-    convolution gradients on these machines run 2x slower (IR-v2 at 75x75, batch 64: 5.03 s ->
-    2.50 s per forward+backward pass, bench/train_step.py on 2 cores). Both variables are read
-    when TensorFlow is first imported, so later calls change nothing.
+    TensorFlow turns its oneDNN kernels on by default only on some x86 CPUs; without them
+    convolution gradients are far slower (bench/train_step.py). Both variables are read when
+    TensorFlow is first imported, so later calls change nothing.
 
-    Grappler spent longer on IR-v2's training graph (41,000 nodes) than the step runs: the
-    first call took 90.4 s with it, 46.1 s without, and later steps were no slower
-    (bench/startup.py, BENCHMARKS.md "Start-up costs"). oneDNN's own graph rewrite is not
-    part of grappler and stays on.
+    Grappler rewrites IR-v2's training graph (41,000 nodes) for longer than the step runs,
+    and later steps are no faster for it (bench/startup.py). oneDNN's own graph rewrite is not
+    part of grappler and stays on. Figures: BENCHMARKS.md.
     """
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
     if not full_log():

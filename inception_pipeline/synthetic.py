@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -45,7 +46,7 @@ class Object:
 
 
 @cache
-def _font(name: str, size: int) -> ImageFont.FreeTypeFont:
+def glyph_font(name: str, size: int) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(os.path.join(matplotlib.get_data_path(), "fonts", "ttf", name), size)
 
 
@@ -79,7 +80,7 @@ def _background(rng: np.random.Generator, width: int, height: int) -> Image.Imag
 
 def _glyph_mask(rng: np.random.Generator, glyph: str, height: int) -> Image.Image:
     """The glyph as an 8-bit mask, rotated by up to 20 degrees and cut to its ink."""
-    font = _font(FONTS[rng.integers(len(FONTS))], height)
+    font = glyph_font(FONTS[rng.integers(len(FONTS))], height)
     left, top, right, bottom = font.getbbox(glyph)
     mask = Image.new("L", (right - left + 8, bottom - top + 8), 0)
     ImageDraw.Draw(mask).text((4 - left, 4 - top), glyph, fill=255, font=font)
@@ -87,7 +88,7 @@ def _glyph_mask(rng: np.random.Generator, glyph: str, height: int) -> Image.Imag
     return mask.crop(mask.getbbox())
 
 
-def _free_spot(rng, size, scene_size, taken) -> tuple[int, int] | None:
+def free_spot(rng, size, scene_size, taken) -> tuple[int, int] | None:
     """A top-left corner where a ``size`` box fits inside the scene without touching ``taken``."""
     (w, h), (W, H) = size, scene_size
     for _ in range(30):
@@ -108,7 +109,7 @@ def render_scene(seed: int, class_index: int, image_index: int, label: str, glyp
     for _ in range(1 if rng.random() < 0.7 else 2):
         mask = _glyph_mask(rng, glyph, int(rng.integers(40, min(width, height) - 16)))
         mask.thumbnail((width - 8, height - 8))
-        spot = _free_spot(rng, mask.size, (width, height), [o.box for o in objects])
+        spot = free_spot(rng, mask.size, (width, height), [o.box for o in objects])
         if spot is None:
             continue
         x, y = spot
@@ -142,12 +143,24 @@ def voc_xml(filename: str, folder: str, size: tuple[int, int], objects: list[Obj
     return ET.tostring(root, encoding="utf-8", xml_declaration=True)
 
 
-def write_scene(job: tuple[Path, int, int, int, str, str]) -> None:
+@dataclass(frozen=True)
+class SceneKind:
+    """What ``sample.difficulty`` picks: the classes, a scene renderer and the JPEG qualities."""
+    classes: dict[str, str]  # folder name (label): glyph drawn
+    render: Callable[[int, int, int, str, str], tuple[Image.Image, list[Object]]]
+    jpeg_quality: tuple[int, int]  # drawn from [low, high)
+
+
+def write_scene(job: tuple[Path, SceneKind, int, int, int, str, str]) -> None:
     """Render one scene and write its JPEG and VOC XML into its class folder."""
-    out_dir, seed, class_index, image_index, label, glyph = job
-    image, objects = render_scene(seed, class_index, image_index, label, glyph)
-    quality = int(np.random.default_rng([seed, class_index, image_index, 1]).integers(55, 96))
+    out_dir, kind, seed, class_index, image_index, label, glyph = job
+    image, objects = kind.render(seed, class_index, image_index, label, glyph)
+    quality = int(np.random.default_rng([seed, class_index, image_index, 1]).integers(
+        *kind.jpeg_quality))
     stem = f"{image_index:05d}"
     image.save(out_dir / label / f"{stem}.jpg", quality=quality)
     (out_dir / label / f"{stem}.xml").write_bytes(
         voc_xml(f"{stem}.jpg", label, image.size, objects))
+
+
+DEMO = SceneKind(CLASSES, render_scene, (55, 96))

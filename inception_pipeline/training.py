@@ -68,10 +68,16 @@ class WarmUp(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def make_optimizer(name: str, lr: float, schedule: str, steps_per_epoch: int, epochs: int,
-                   warmup_epochs: float = 0.0, clip_norm: float = 0.0):
+                   warmup_epochs: float = 0.0, clip_norm: float = 0.0, weight_decay: float = 0.0,
+                   ema: float = 0.0):
     """``name`` at learning rate ``lr`` following ``schedule`` over the run, after a linear
     warm-up of ``warmup_epochs`` (0: none), each step's gradients scaled down to a global norm
-    of at most ``clip_norm`` (0: not clipped)."""
+    of at most ``clip_norm`` (0: not clipped).
+
+    ``weight_decay`` (0: none) is decoupled from the gradient: each step every weight shrinks
+    by lr x weight_decay x itself (AdamW for adam; Keras' SGD and RMSprop decay the same way);
+    ``compile_model`` exempts biases and batch-norm scales and offsets. ``ema`` (0: none) keeps
+    an exponential moving average of the weights with that decay (``EmaWeights`` uses it)."""
     warmup = round(warmup_epochs * steps_per_epoch)
     if schedule == "cosine":  # to 0 at the end of the run
         rate = keras.optimizers.schedules.CosineDecay(
@@ -83,11 +89,16 @@ def make_optimizer(name: str, lr: float, schedule: str, steps_per_epoch: int, ep
         rate = lr
     if warmup:
         rate = WarmUp(lr, warmup, rate)
-    clip = {"global_clipnorm": clip_norm} if clip_norm else {}
+    options = {"global_clipnorm": clip_norm} if clip_norm else {}
+    if weight_decay:
+        options["weight_decay"] = weight_decay
+    if ema:
+        options.update(use_ema=True, ema_momentum=ema)
     if name == "rmsprop":  # the paper's settings: decay 0.9, epsilon 1.0
-        return keras.optimizers.RMSprop(learning_rate=rate, rho=0.9, epsilon=1.0, **clip)
-    optimizer = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}[name]
-    return optimizer(learning_rate=rate, **clip)
+        return keras.optimizers.RMSprop(learning_rate=rate, rho=0.9, epsilon=1.0, **options)
+    adam = keras.optimizers.AdamW if weight_decay else keras.optimizers.Adam
+    optimizer = {"adam": adam, "sgd": keras.optimizers.SGD}[name]
+    return optimizer(learning_rate=rate, **options)
 
 
 def metrics() -> list[keras.metrics.Metric]:
@@ -117,14 +128,22 @@ def compile_model(model: keras.Model, optimizer, loss: keras.losses.Loss,
         losses = {name: loss for name in model.output_names}
         weights = loss_weights(model.output_names, aux_loss_weight)
         metric_map = {"predictions": metrics()}
-    # XLA off by default (Keras' "auto" would turn it on): with oneDNN on it was no faster here
-    # and compiled 10 s longer (bench/train_step.py, BENCHMARKS.md).
+    # XLA off by default (Keras' "auto" would turn it on): with oneDNN on it is no faster on
+    # CPU and compiles longer (bench/train_step.py, BENCHMARKS.md).
     model.compile(optimizer=optimizer, loss=losses, loss_weights=weights, metrics=metric_map,
                   jit_compile=jit_compile)
+    if optimizer.weight_decay:  # decided before the optimizer is built
+        optimizer.exclude_from_weight_decay(var_list=not_decayed(model))
     # Built now, not in the first traced step: variables created there make tf.function trace
-    # the step twice and guard each one's initial value with a cond (IR-v2: 980 of them), which
-    # was most of the first step (bench/startup.py, BENCHMARKS.md "Start-up costs").
+    # the step twice and guard each one's initial value with a cond (IR-v2: 980 of them)
+    # (bench/startup.py, BENCHMARKS.md "Start-up costs").
     model.optimizer.build(model.trainable_variables)
+
+
+def not_decayed(model: keras.Model) -> list:
+    """The weights weight decay leaves alone: every 1-D one, i.e. biases and batch norms'
+    scales (gamma) and offsets (beta), which set a layer's scale rather than fit the data."""
+    return [v for v in model.trainable_variables if len(v.shape) <= 1]
 
 
 def loss_weights(output_names: list[str], aux_loss_weight: float) -> dict[str, float]:
@@ -149,3 +168,29 @@ class EpochTimer(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs["epoch_seconds"] = time.perf_counter() - self.start
+
+
+class EmaWeights(keras.callbacks.Callback):
+    """With the optimizer's exponential moving average of the weights (``train.ema``), makes
+    the averaged weights the ones that count: validated every epoch, kept by early stopping,
+    saved at the end.
+
+    Keras swaps the average in only once, at the end of fit (``finalize_variable_values``).
+    This swaps it in for each validation and the raw weights back for the next epoch's
+    training; at the end of training it swaps it in again, after ``EarlyStop`` (place this
+    after it) has restored the best epoch's weights and optimizer state. Epoch checkpoints
+    keep the raw weights and, in the optimizer's state, the average: a resumed run goes on
+    with both.
+    """
+
+    def on_test_begin(self, logs=None):
+        self.raw = [v.numpy() for v in self.model.trainable_variables]
+        self.model.optimizer.finalize_variable_values(self.model.trainable_variables)
+
+    def on_test_end(self, logs=None):
+        for variable, value in zip(self.model.trainable_variables, self.raw, strict=True):
+            variable.assign(value)
+        del self.raw
+
+    def on_train_end(self, logs=None):
+        self.model.optimizer.finalize_variable_values(self.model.trainable_variables)

@@ -52,7 +52,8 @@ NETWORKS: dict[str, Network] = {
 def build_classifier(name: str, input_size: int, num_classes: int, *, weights: str | None,
                      bn_momentum: float, augment: bool, seed: int, dropout: float = 0.0,
                      residual_scale: float | None = None, class_prior=None,
-                     bn_offset: float = 0.0):
+                     bn_offset: float = 0.0, flip: bool = False, scale_jitter: float = 0.0,
+                     color_jitter: float = 0.0, random_erasing: float = 0.0):
     """uint8 RGB image -> [augmentation] -> preprocessing -> backbone -> dropout -> softmax.
 
     The model takes raw uint8 pixels so that training, evaluation and prediction share one
@@ -72,6 +73,9 @@ def build_classifier(name: str, input_size: int, num_classes: int, *, weights: s
     and ReLU without shortcuts starts with gradients that grow layer by layer towards the input
     (Yang et al., "A Mean Field Theory of Batch Normalization", 2019); the nearer the ReLUs are
     to linear, the slower they grow. It is an initial value: loaded ``weights`` replace it.
+
+    ``augment``, ``flip``, ``scale_jitter``, ``color_jitter`` and ``random_erasing`` choose the layers
+    of the augmentation block (``models.layers.augmentation``).
     """
     import keras
 
@@ -84,7 +88,9 @@ def build_classifier(name: str, input_size: int, num_classes: int, *, weights: s
     backbone = module.backbone(name, shape, weights, **options)
 
     inputs = keras.Input(shape, dtype="uint8", name="image")
-    x = augmentation(seed)(inputs) if augment else inputs
+    augmenting = augmentation(seed, augment=augment, flip=flip, scale_jitter=scale_jitter,
+                              color_jitter=color_jitter, random_erasing=random_erasing)
+    x = augmenting(inputs) if augmenting else inputs
     x = ImagePreprocessing(network.preprocessing)(x)
     x = backbone(x)
     if network.aux_heads:  # [pooled features, inception 4a map, inception 4d map]
@@ -127,7 +133,7 @@ def _layers(model):
 def save_classifier(model, path) -> None:
     """Save what inference needs: the architecture and weights, without the optimizer's state or
     compile settings. A .keras file saves every attribute of a compiled model, Adam's two
-    moment tensors per weight included (IR-v2: 3x the size); resume keeps them in its own
+    moment tensors per weight included; resume keeps them in its own
     checkpoints. A new Functional over the same layers shares the weights and was never
     compiled."""
     import keras
@@ -182,12 +188,15 @@ def load_classifier(path):
 EAGER_IMAGES = 64
 
 
-def class_probabilities(model, inputs, callbacks=None):
+def class_probabilities(model, inputs, callbacks=None, tta_flip: bool = False):
     """The main head's class probabilities (N, C) for ``inputs`` (an array or batches), as
     float64; GoogLeNet's auxiliary heads are training aids, never evaluated or used.
-    ``callbacks`` reach ``model.predict`` (batches, or more than EAGER_IMAGES images)."""
+    ``callbacks`` reach ``model.predict`` (batches, or more than EAGER_IMAGES images). With
+    ``tta_flip``, each image's probabilities are the mean of its own and its mirror image's."""
     import numpy as np
 
+    if tta_flip:
+        model = _flip_averaged(model)
     if isinstance(inputs, np.ndarray) and len(inputs) <= EAGER_IMAGES:
         # In the structure the model was built with (a list of one): else Keras warns.
         probs = model([inputs] if isinstance(model.input, list) else inputs, training=False)
@@ -197,3 +206,18 @@ def class_probabilities(model, inputs, callbacks=None):
     if isinstance(probs, list):
         probs = probs[model.output_names.index("predictions")]
     return probs.astype(np.float64)
+
+
+def _flip_averaged(model):
+    """A model giving the mean of ``model``'s main-head probabilities for an image and for its
+    left-right mirror image. Built for one prediction run, never saved: so a Lambda."""
+    import keras
+
+    def main_head(outputs):
+        return outputs[model.output_names.index("predictions")] if isinstance(
+            outputs, list) else outputs
+
+    image = keras.Input(model.input_shape[1:], dtype=model.inputs[0].dtype)
+    mirror = keras.layers.Lambda(lambda x: keras.ops.flip(x, axis=2))(image)  # width axis
+    mean = keras.layers.Average()([main_head(model(image)), main_head(model(mirror))])
+    return keras.Model(image, mean, name=f"{model.name}_flip_averaged")

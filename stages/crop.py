@@ -27,6 +27,7 @@ from inception_pipeline.cropping import (
     quality_metrics,
 )
 from inception_pipeline.errors import PipelineError, run
+from inception_pipeline.images import configure_decoders
 from inception_pipeline.io import atomic_dir, parallel_map, worker_count, write_csv, write_json
 from inception_pipeline.layout import CROPS_DIR, DATA_METRICS, DUPLICATES, MANIFEST, REJECTS
 from inception_pipeline.params import load_params
@@ -35,6 +36,7 @@ from inception_pipeline.sources import FOLDER_LABELS, check_data_dir, find_files
 
 def main() -> None:
     params = load_params()
+    configure_decoders()
     data, cfg = params["data"], params["crop"]
     data_dir, annotations = Path(data["dir"]), data["annotations"]
     check_data_dir(data_dir, annotations)
@@ -56,7 +58,8 @@ def main() -> None:
         outcomes = []
         with ShardWriter(tmp, SHARD_NAME) as shards:
             # In file order, so the shards come out the same whatever the worker count.
-            for outcome in parallel_map(crop_file, jobs, worker_count(data["workers"]), "crop"):
+            for outcome in parallel_map(crop_file, jobs, worker_count(data["workers"]), "crop",
+                                        configure_decoders):
                 for row, pixels in zip(outcome.crops, outcome.pixels, strict=True):
                     row["shard"], row["offset"] = shards.write(pixels)
                     row["height"], row["width"] = pixels.shape[:2]

@@ -44,7 +44,8 @@ def main() -> None:
 
     batches = Batches(images, labels, test_idx, len(classes), params["evaluate"]["batch_size"])
     probs = class_probabilities(model, batches, callbacks=[PredictionProgress(
-        "evaluate: predicting", len(test_idx), params["evaluate"]["batch_size"])])
+        "evaluate: predicting", len(test_idx), params["evaluate"]["batch_size"])],
+        tta_flip=params["evaluate"]["tta_flip"])
     truth = labels[test_idx]
 
     scores = headline_metrics(probs, truth)

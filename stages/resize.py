@@ -14,7 +14,7 @@ import numpy as np
 
 from inception_pipeline.crop_store import load_crop
 from inception_pipeline.errors import PipelineError, run
-from inception_pipeline.images import resize_image
+from inception_pipeline.images import configure_decoders, resize_image
 from inception_pipeline.io import atomic_dir, parallel_map, read_csv, worker_count, write_npy_rows
 from inception_pipeline.layout import CROPS_DIR, MANIFEST, RESIZED_DIR, RESIZED_IMAGES
 from inception_pipeline.params import load_params
@@ -27,13 +27,15 @@ def _resize_crop(job: tuple[dict, int, str]) -> np.ndarray:
 
 def main() -> None:
     params = load_params()
+    configure_decoders()
     cfg = params["resize"]
     size = cfg["size"]
     rows = read_csv(CROPS_DIR / MANIFEST)
     if not rows:
         raise PipelineError(f"{CROPS_DIR / MANIFEST}: no crops to resize")
     jobs = [(row, size, cfg["mode"]) for row in rows]
-    resized = parallel_map(_resize_crop, jobs, worker_count(params["data"]["workers"]), "resize")
+    resized = parallel_map(_resize_crop, jobs, worker_count(params["data"]["workers"]), "resize",
+                           configure_decoders)
     with atomic_dir(RESIZED_DIR) as tmp:
         write_npy_rows(tmp / RESIZED_IMAGES.name, (len(rows), size, size, 3), resized,
                        name_of=lambda i: f"{CROPS_DIR / MANIFEST} crop {rows[i]['crop']}")

@@ -1,7 +1,9 @@
 """train: the chosen network without its top, plus a softmax head, fitted on the train split.
 
 Batches are read from images.npy as they are needed, so memory does not grow with the
-dataset; augmentation runs inside the model, on the fly. Per-epoch curves go through DVCLive.
+dataset; augmentation runs inside the model, on the fly, while MixUp, CutMix and class weights,
+which act on the labels, are applied as the batches are formed (docs/pipeline.md,
+"Regularisers"). Per-epoch curves go through DVCLive.
 Whatever the loss, the logged ``accuracy`` is categorical top-1 accuracy (argmax), and the
 element-wise ``binary_accuracy`` that old Keras reported as "accuracy" for binary cross-entropy
 is logged beside it under its own name: with 51 one-hot classes a model that predicts nothing
@@ -37,7 +39,7 @@ def main() -> None:
     from dvclive import Live
     from dvclive.keras import DVCLiveCallback
 
-    from inception_pipeline.batches import Batches, NpyRows
+    from inception_pipeline.batches import Batches, LabelMixing, NpyRows, balanced_class_weights
     from inception_pipeline.checkpoints import (
         EarlyStop,
         EpochCheckpoint,
@@ -47,6 +49,7 @@ def main() -> None:
     from inception_pipeline.distributed import check_batch_size, distribution_strategy
     from inception_pipeline.progress import TrainingProgress
     from inception_pipeline.training import (
+        EmaWeights,
         EpochTimer,
         MainHeadLogNames,
         compile_model,
@@ -77,15 +80,23 @@ def main() -> None:
                                      seed=cfg["seed"], dropout=model_cfg["dropout"],
                                      residual_scale=model_cfg["residual_scale"],
                                      class_prior=class_prior,
-                                     bn_offset=model_cfg["bn_offset"])
+                                     bn_offset=model_cfg["bn_offset"],
+                                     flip=cfg["flip"], scale_jitter=cfg["scale_jitter"],
+                                     color_jitter=cfg["color_jitter"],
+                                     random_erasing=cfg["random_erasing"])
         except WeightsUnavailable as err:
             raise PipelineError(str(err)) from None
+        class_weights = (balanced_class_weights(labels[train_idx], len(classes))
+                         if cfg["class_weight"] == "balanced" else None)
         train_batches = Batches(images, labels, train_idx, len(classes), cfg["batch_size"],
-                                shuffle_seed=cfg["seed"], output_names=model.output_names)
+                                shuffle_seed=cfg["seed"], output_names=model.output_names,
+                                mixing=LabelMixing(cfg["mixup"], cfg["cutmix"]),
+                                class_weights=class_weights)
         val_batches = Batches(images, labels, val_idx, len(classes), cfg["batch_size"],
                               output_names=model.output_names)
         optimizer = make_optimizer(cfg["optimizer"], cfg["lr"], cfg["lr_schedule"],
-                                   len(train_batches), cfg["epochs"], cfg["warmup_epochs"])
+                                   len(train_batches), cfg["epochs"], cfg["warmup_epochs"],
+                                   weight_decay=cfg["weight_decay"], ema=cfg["ema"])
         compile_model(model, optimizer, make_loss(cfg["loss"], cfg["label_smoothing"]),
                       AUX_LOSS_WEIGHT)
     print(f"train: {cfg['model']} ({model.count_params():,} parameters) on {len(train_idx)} "
@@ -107,6 +118,8 @@ def main() -> None:
         early_stop = EarlyStop(CHECKPOINT_DIR, cfg["patience"])
         early_stop.restore(epochs_done)
         callbacks.append(early_stop)
+    if cfg["ema"]:
+        callbacks.append(EmaWeights())  # after EarlyStop: see EmaWeights
     train_batches.set_epoch(epochs_done)
     live = Live(str(TRAIN_LIVE_DIR), dvcyaml=False, save_dvc_exp=False, report=None,
                 resume=epochs_done > 0)
@@ -143,14 +156,20 @@ def fit_together(model, strategy, cfg: dict, train_batches, val_batches) -> None
         save_model,
         wait_for_all_workers,
     )
-    from inception_pipeline.training import EpochTimer, MainHeadLogNames, loss_weights, make_loss
+    from inception_pipeline.training import (
+        EmaWeights,
+        EpochTimer,
+        MainHeadLogNames,
+        loss_weights,
+        make_loss,
+    )
     from models import AUX_LOSS_WEIGHT
 
     task = read_tf_config()
     print(f"train: {task.type} {task.index} of {task.workers} tasks"
           f"{' (chief: writes the model and curves)' if task.is_chief else ''}; multi_worker "
           f"keeps no checkpoint, a stopped run starts again from epoch 1")
-    callbacks = [EpochTimer(), MainHeadLogNames()]
+    callbacks = [EpochTimer(), MainHeadLogNames()] + ([EmaWeights()] if cfg["ema"] else [])
     if task.is_chief:
         live = Live(str(TRAIN_LIVE_DIR), dvcyaml=False, save_dvc_exp=False, report=None)
         callbacks.append(DVCLiveCallback(live=live))

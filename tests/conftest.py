@@ -5,10 +5,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from inception_pipeline.images import configure_decoders
 from inception_pipeline.runtime import configure_tensorflow
 
 ROOT = Path(__file__).resolve().parents[1]
-configure_tensorflow()  # the tests' own TensorFlow runs as the stages' does
+# The tests' own TensorFlow and image decoders run as the stages' do.
+configure_tensorflow()
+configure_decoders()
 # What a checkout of the project holds for its stages to run (the train stage fingerprints its
 # checkpoints with the code dvc.yaml lists, so it runs in a checkout, not from the package).
 PROJECT_FILES = ["dvc.yaml", "params.yaml", "stages", "inception_pipeline", "models", ".dvc/config",

@@ -1,4 +1,4 @@
-"""COCO JSON and YOLO annotations (issue 16): the parsers, and crop on tiny datasets holding
+"""COCO JSON and YOLO annotations: the parsers, and crop on tiny datasets holding
 every hostile case, each file accounted for. Predicting with them is in test_predict.py."""
 
 import json

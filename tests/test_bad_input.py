@@ -1,4 +1,4 @@
-"""Bad input for the data stages (issue 4): every test builds the defective file it is about.
+"""Bad input for the data stages: every test builds the defective file it is about.
 
 One dataset holding every file-level defect is cropped once (then resized and packed); each
 defect has its own test on that run's outcome, and one test checks that every file is
@@ -103,7 +103,7 @@ REJECTED = {
 
 
 def build_defects(raw: Path, outside: Path) -> None:
-    """A dataset holding every file-level defect of the issue, plus files that must pass."""
+    """A dataset holding every file-level defect above, plus files that must pass."""
     cat = raw / "cat"
     jpeg = encode(Image.new("RGB", (60, 40), RED), "JPEG")
     write_image(cat / "good.jpg")
@@ -332,10 +332,11 @@ def test_decompression_bomb_is_refused_from_its_header(data):
 
 
 def peak_rss_mb(code: str, **names) -> tuple[float, float]:
-    """Run ``code`` in a fresh Python that has imported stages.crop; its peak RSS after the
-    imports and at the end, in MB. (VmHWM, not ru_maxrss: Linux carries ru_maxrss over from
+    """Run ``code`` in a fresh Python that has imported crop's code and configured the decoders
+    as crop does; its peak RSS after the imports and at the end, in MB. (VmHWM, not ru_maxrss: Linux carries ru_maxrss over from
     the parent, pytest, across exec.)"""
     program = ("import re, inception_pipeline.cropping\n"
+               "inception_pipeline.images.configure_decoders()\n"
                "def rss(): return int(re.search(r'VmHWM:\\s+(\\d+)', "
                "open('/proc/self/status').read())[1]) / 1024\n"
                + "".join(f"{name} = {value!r}\n" for name, value in names.items())
@@ -361,7 +362,7 @@ def test_bombs_allocate_nothing_big():
 
 def test_huge_image_is_cropped_from_one_decoded_copy(tmp_path):
     """12,000 x 9,000 (a 108 MP phone photo): PIL cannot decode part of a JPEG, but crop holds
-    only one decoded copy (412 MiB: PIL keeps RGB at 4 bytes a pixel); before, it held two."""
+    only one decoded copy (412 MiB: PIL keeps RGB at 4 bytes a pixel), not two."""
     image = Image.new("RGB", (12_000, 9_000), BLUE)
     ImageDraw.Draw(image).rectangle((6_000, 4_000, 6_299, 4_299), fill=RED)
     (tmp_path / "cat").mkdir()

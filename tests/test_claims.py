@@ -1,6 +1,8 @@
-"""inception-claims: the statistics of the claims report, and the report from kept runs."""
+"""inception-claims: the grid, the report from kept runs, the study's section from the report,
+and the queue driver."""
 
 import csv
+import re
 import json
 from pathlib import Path
 
@@ -8,7 +10,8 @@ import numpy as np
 import pytest
 import yaml
 
-from inception_pipeline import claims
+from inception_pipeline import claims, claims_grid, claims_queue, claims_report
+from inception_pipeline.claims_figure import curve_band
 from inception_pipeline.errors import PipelineError
 
 
@@ -24,60 +27,27 @@ def runs_with(rates: list[float], crops: int = 400, seed: int = 0) -> dict[int, 
     return {s: seed_run(rng.random(crops) < rate) for s, rate in enumerate(rates)}
 
 
-def test_identical_runs_differ_by_nothing():
-    base = runs_with([0.6, 0.62, 0.58])
-    result = claims.difference(base, base)
-    assert result["difference"] == 0.0 and result["per_seed"] == [0.0, 0.0, 0.0]
-    assert result["verdict"] == "no clear difference"
+def test_speeds_count_a_run_that_never_reaches_the_threshold_as_its_epochs_plus_one():
+    assert claims_report.speeds([0.02, 0.3, 0.5, 0.9]) == {
+        "epochs_to_threshold": 3, "reached": True, "val_area": pytest.approx(0.43)}
+    assert claims_report.speeds([0.02, 0.03, 0.49])["epochs_to_threshold"] == 4
 
 
-def test_a_consistent_large_gain_is_better_and_a_loss_worse():
+def test_a_comparison_pairs_seeds_and_crops_and_refuses_different_crops():
     base, other = runs_with([0.5, 0.52, 0.48]), runs_with([0.9, 0.91, 0.89], seed=1)
-    result = claims.difference(base, other)
-    assert result["verdict"] == "better" and result["interval"][0] > 0.2
-    assert claims.difference(other, base)["verdict"] == "worse"
-
-
-def test_the_interval_of_a_near_total_gain_stays_within_one():
-    """Two seeds (t = 12.7) of a gain near 1: the interval is clipped at +1, not beyond."""
-    result = claims.difference(runs_with([0.05, 0.03]), runs_with([0.95, 0.99], seed=3))
-    assert result["verdict"] == "better" and result["interval"][1] == 1.0
-
-
-def test_seeds_that_disagree_widen_the_interval_past_zero():
-    """Two seeds better, one much worse: the mean is positive, but with three seeds Student's t
-    leaves zero inside; the test-set bootstrap alone would not."""
-    base = runs_with([0.6, 0.6, 0.6])
-    other = runs_with([0.75, 0.75, 0.35], seed=2)
-    result = claims.difference(base, other)
-    assert result["difference"] > 0
-    low, high = result["interval"]
-    assert low < 0 < high and result["verdict"] == "no clear difference"
-
-
-def test_one_paired_seed_gives_the_test_sampling_interval_and_no_verdict():
-    """One seed: the interval covers the test crops only (the spread between seeds is unknown),
-    so even a 40-point gain whose interval leaves out zero is no verdict."""
-    result = claims.difference(runs_with([0.5]), runs_with([0.9, 0.9], seed=1))
-    low, high = result["interval"]
-    assert result["seeds"] == [0] and low < result["difference"] < high and low > 0.2
-    assert result["verdict"] == "one seed: no verdict"
-
-
-def test_first_epoch_reaching_the_learning_level():
-    assert claims.first_epoch_reaching([0.02, 0.3, 0.5, 0.9]) == 3
-    assert claims.first_epoch_reaching([0.02, 0.03, 0.49]) is None
-
-
-def test_runs_on_different_test_crops_are_refused():
-    other = runs_with([0.5, 0.5], crops=300)
+    other[3] = seed_run(np.ones(400, bool))  # a seed the reference lacks: left out
+    row = claims_report.compare_settings({"a": base, "b": other}, "a", "b")
+    assert row["seeds"] == [0, 1, 2] and row["top1"]["verdict"] == "better"
+    assert row["top1"]["interval"][0] > 0.2 and len(row["top1"]["per_seed"]) == 3
+    assert row["epochs_to_threshold"]["verdict"] == "no clear difference"  # 2, 2, 2 each
+    other[0] = seed_run(np.ones(300, bool))
     with pytest.raises(PipelineError, match="tested on different crops"):
-        claims.difference(runs_with([0.5, 0.5]), other)
+        claims_report.compare_settings({"a": base, "b": other}, "a", "b")
 
 
 def test_curve_band_averages_where_runs_overlap():
     runs = {0: seed_run(np.ones(4), val=(0.2, 0.4, 0.6)), 1: seed_run(np.ones(4), val=(0.4, 0.6))}
-    epochs, mean, sd = claims.curve_band(runs, "val")
+    epochs, mean, sd = curve_band(runs, "val")
     assert epochs.tolist() == [1, 2] and mean.tolist() == pytest.approx([0.3, 0.5])
     assert sd.tolist() == pytest.approx([0.1, 0.1])
 
@@ -117,9 +87,9 @@ def test_report_from_kept_runs_names_missing_seeds_and_cells(in_tmp):
     rng = np.random.default_rng(0)
     for seed in range(2):
         write_run(in_tmp / f"claims/runs/default/seed-{seed}", rng.random(50) < 0.6, [0.3, 0.6],
-                  nested(claims.run_params(grid, "default", seed)))
+                  nested(claims_grid.run_params(grid, "default", seed)))
     write_run(in_tmp / "claims/runs/categorical/seed-0", rng.random(50) < 0.4, [0.4, 0.45],
-              nested(claims.run_params(grid, "categorical", 0)))
+              nested(claims_grid.run_params(grid, "categorical", 0)))
     claims.main(["report"])
     report = (in_tmp / "claims/report.md").read_text()
     assert "| categorical | `train.loss=categorical` | 1 (2) |" in report
@@ -130,13 +100,35 @@ def test_report_from_kept_runs_names_missing_seeds_and_cells(in_tmp):
     assert rows[1:4] == ["| default", "| categorical", "| inception_v4"]  # settings' order
     default_row = next(line for line in report.splitlines() if line.startswith("| default |"))
     assert default_row.endswith("| 2, 2 |")  # both seeds: val top-1 0.6 at epoch 2
-    assert "| never (best 0.450) |" in report
+    assert "| never (3) |" in report
     assert "Never reached validation top-1 0.5 on this budget: categorical (seed 0)." in report
     assert (in_tmp / "claims/curves.png").stat().st_size > 0
-    assert set(json.loads((in_tmp / "claims/report.json").read_text())) == {"default",
-                                                                            "categorical"}
-    assert claims.missing_runs(claims.read_grid(in_tmp / "claims/grid.yaml")) == [
+    kept = json.loads((in_tmp / "claims/report.json").read_text())
+    assert [len(s["runs"]) for s in kept["settings"]] == [2, 1, 0]
+    assert claims_report.markdown(kept) == report  # report.md is report.json rendered
+    assert claims_grid.missing_runs(claims_grid.read_grid(in_tmp / "claims/grid.yaml")) == [
         ("inception_v4", 0), ("categorical", 1)]  # every setting's seed 0 first, seeds' order
+
+
+def test_the_report_rewrites_the_study_between_its_grid_markers_only(in_tmp):
+    grid = {"baseline": "default", "settings": {"default": {}, "categorical": {}},
+            "seeds": {"default": 2, "categorical": 2}}
+    (in_tmp / "claims").mkdir()
+    (in_tmp / "claims/grid.yaml").write_text(yaml.safe_dump(grid))
+    for setting in ("default", "categorical"):
+        for seed in range(2):
+            write_run(in_tmp / f"claims/runs/{setting}/seed-{seed}", np.ones(20, bool),
+                      [0.3, 0.6], nested(claims_grid.run_params(grid, setting, seed)))
+    (in_tmp / "docs").mkdir()
+    begin, end = claims_report.markers("claims/grid.yaml")
+    other = "\n".join(claims_report.markers("claims/other/grid.yaml"))
+    (in_tmp / "docs/study.md").write_text(f"# Study\n\n{begin}\nold\n{end}\n\n{other}\n")
+    claims.main(["report"])
+    study = (in_tmp / "docs/study.md").read_text()
+    report = json.loads((in_tmp / "claims/report.json").read_text())
+    assert study == (f"# Study\n\n{begin}\n{claims_report.study_section(report)}\n{end}\n\n"
+                     f"{other}\n")
+    assert "| categorical | default | 2 | +0.000, +0.000 |" in study
 
 
 def test_kept_runs_of_another_recipe_stop_the_report_with_one_line(in_tmp):
@@ -148,10 +140,10 @@ def test_kept_runs_of_another_recipe_stop_the_report_with_one_line(in_tmp):
                                                   "model": {"head_bias": "prior"}})
     with pytest.raises(PipelineError, match=r"^claims/runs/default/seed-0 was run with "
                        r"train.epochs=8 \(the grid: 16\): move claims/runs/ aside"):
-        claims.load_runs(grid)
+        claims_grid.load_runs(grid)
     (folder / "params.json").unlink()
     with pytest.raises(PipelineError, match=r"seed-0/params.json: missing"):
-        claims.load_runs(grid)
+        claims_grid.load_runs(grid)
 
 
 def test_a_grid_in_another_folder_keeps_its_runs_and_report_there(in_tmp):
@@ -161,21 +153,22 @@ def test_a_grid_in_another_folder_keeps_its_runs_and_report_there(in_tmp):
     (in_tmp / "claims/longer").mkdir(parents=True)
     (in_tmp / "claims/longer/grid.yaml").write_text(yaml.safe_dump(grid))
     write_run(in_tmp / "claims/longer/runs/default/seed-0", np.ones(10, bool), [0.5],
-              nested(claims.run_params(grid, "default", 0)))
+              nested(claims_grid.run_params(grid, "default", 0)))
     claims.main(["report", "--grid", "claims/longer/grid.yaml"])
     report = (in_tmp / "claims/longer/report.md").read_text()
     assert "report --grid claims/longer/grid.yaml` from claims/longer/runs/." in report
     assert sorted(p.name for p in (in_tmp / "claims").iterdir()) == ["longer"]
-    assert claims.run_name(claims.read_grid(Path("claims/longer/grid.yaml")), "default", 0) == (
+    longer = claims_grid.read_grid(Path("claims/longer/grid.yaml"))
+    assert claims_grid.run_name(longer, "default", 0) == (
         "claims-longer-default-seed-0")
-    assert claims.run_name({"file": Path("claims/grid.yaml")}, "default", 0) == (
+    assert claims_grid.run_name({"file": Path("claims/grid.yaml")}, "default", 0) == (
         "claims-default-seed-0")
 
 
 def test_disagreements_compare_dotted_keys_with_nested_params():
     params = {"train": {"loss": "categorical", "seed": 1}, "model": {"head_bias": "prior"}}
-    assert claims.disagreements(params, {"train.loss": "categorical", "train.seed": 1}) == []
-    assert claims.disagreements(params, {"train.augment": False, "train.seed": 2}) == [
+    assert claims_grid.disagreements(params, {"train.loss": "categorical", "train.seed": 1}) == []
+    assert claims_grid.disagreements(params, {"train.augment": False, "train.seed": 2}) == [
         "train.augment=null (the grid: false)", "train.seed=1 (the grid: 2)"]
 
 
@@ -183,7 +176,7 @@ def test_a_grid_naming_an_unknown_setting_is_one_line(in_tmp):
     (in_tmp / "grid.yaml").write_text(yaml.safe_dump(
         {"baseline": "default", "settings": {"default": {}}, "seeds": {"other": 1}}))
     with pytest.raises(PipelineError, match=r"grid.yaml: unknown setting\(s\) other$"):
-        claims.read_grid(in_tmp / "grid.yaml")
+        claims_grid.read_grid(in_tmp / "grid.yaml")
 
 
 def test_queue_states_read_dvc_queue_status(monkeypatch):
@@ -196,8 +189,8 @@ b9934f5  claims-categorical-seed-0     07:07 AM   Running
 
 Worker status: 1 active, 0 idle
 """
-    monkeypatch.setattr(claims, "dvc", lambda *args, **kwargs: status)
-    assert claims.queue_states() == {"claims-categorical-seed-0": "Running",
+    monkeypatch.setattr(claims_queue, "dvc", lambda *args, **kwargs: status)
+    assert claims_queue.queue_states() == {"claims-categorical-seed-0": "Running",
                                      "claims-default-seed-1": "Queued",
                                      "claims-default-seed-0": "Success"}
 
@@ -216,17 +209,19 @@ Worker status: 0 active, 0 idle
         calls.append(args)
         return status
 
-    monkeypatch.setattr(claims, "dvc", fake_dvc)
-    assert claims.queue_states_after_restart() == {"claims-default-seed-1": "Failed",
+    monkeypatch.setattr(claims_queue, "dvc", fake_dvc)
+    assert claims_queue.queue_states_after_restart() == {"claims-default-seed-1": "Failed",
                                                    "claims-default-seed-2": "Queued"}
     assert calls == [("queue", "status"), ("queue", "kill", "claims-default-seed-1")]
 
 
 def test_overrides_carry_budget_setting_and_seed():
-    grid = {"budget": {"train.epochs": 8, "train.warmup_epochs": 1},
+    """A budget may set data stages' params too: -S sets any key of params.yaml."""
+    grid = {"budget": {"train.epochs": 8, "data.dir": "data/hard", "sample.seed": 3},
             "settings": {"no_augmentation": {"train.augment": False}}}
-    assert claims.overrides(grid, "no_augmentation", 2) == [
-        "train.epochs=8", "train.warmup_epochs=1", "train.augment=false", "train.seed=2"]
+    assert claims_grid.overrides(grid, "no_augmentation", 2) == [
+        "train.epochs=8", 'data.dir="data/hard"', "sample.seed=3", "train.augment=false",
+        "train.seed=2"]
 
 
 @pytest.mark.e2e
@@ -239,7 +234,8 @@ def test_claims_command_on_a_tiny_grid(project_copy):
     from pathlib import Path
 
     repo = project_copy
-    grid = {"budget": {"train.epochs": 1}, "baseline": "default",
+    # A data stage's param in the budget reaches the runs too (the tiny project's own value).
+    grid = {"budget": {"train.epochs": 1, "sample.images_per_class": 6}, "baseline": "default",
             "settings": {"default": {}, "categorical": {"train.loss": "categorical"}},
             "seeds": {"default": 1, "categorical": 1}}
     (repo.path / "claims").mkdir()
@@ -254,8 +250,8 @@ def test_claims_command_on_a_tiny_grid(project_copy):
             "evaluate.json", "params.json", "predictions.csv", "train_accuracy.tsv",
             "val_accuracy.tsv"]
         kept = json.loads((folder / "params.json").read_text())
-        assert claims.disagreements(kept, claims.run_params(grid, setting, 0)) == []
-        assert kept["train"]["epochs"] == 1
+        assert claims_grid.disagreements(kept, claims_grid.run_params(grid, setting, 0)) == []
+        assert kept["train"]["epochs"] == 1 and kept["sample"]["images_per_class"] == 6
         scores = json.loads((folder / "evaluate.json").read_text())
         assert scores["test_images"] == len((folder / "predictions.csv").read_text()
                                             .splitlines()) - 1
@@ -267,3 +263,34 @@ def test_claims_command_on_a_tiny_grid(project_copy):
     assert (repo.path / "claims/runs/default/seed-0/predictions.csv").read_text() != (
         repo.path / "claims/runs/categorical/seed-0/predictions.csv").read_text()
     assert "every run of the grid is in claims/runs/" in repo.run(claims_cli, "run")
+
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMITTED = sorted(path.relative_to(ROOT) for path in (ROOT / "claims").glob("**/grid.yaml")
+                   if (path.parent / "report.json").exists())
+
+
+@pytest.mark.parametrize("grid_file", COMMITTED, ids=str)
+def test_the_committed_report_is_what_the_committed_runs_give(grid_file, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    grid = claims_grid.read_grid(grid_file)
+    report = claims_report.build(grid, claims_grid.load_runs(grid))
+    committed = json.loads((grid_file.parent / "report.json").read_text(encoding="utf-8"))
+    assert json.loads(json.dumps(report)) == committed
+    assert (grid_file.parent / "report.md").read_text(encoding="utf-8") == (
+        claims_report.markdown(committed))
+
+
+def test_the_studys_claims_are_the_reports_and_hold_no_other_figure():
+    """docs/study.md's claims section: each grid's tables are its report.json rendered, and
+    the prose around them quotes no result (a figure with three decimals)."""
+    study = (ROOT / "docs/study.md").read_text(encoding="utf-8")
+    for grid_file in COMMITTED:
+        report = json.loads((ROOT / grid_file.parent / "report.json").read_text(encoding="utf-8"))
+        assert claims_report.with_study_section(study, report) in {study, None}, grid_file
+    assert "<!-- claims:begin claims/grid.yaml -->" in study
+    section = study[study.index("## The study's claims"):study.index("## Comparing runs")]
+    prose = re.sub(r"<!-- claims:begin (\S+) -->.*?<!-- claims:end \1 -->", "", section,
+                   flags=re.S)
+    assert re.findall(r"\d\.\d{3}", prose) == []
+    assert prose.count("<!-- claims:") == 0

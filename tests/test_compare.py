@@ -1,4 +1,4 @@
-"""inception-compare: paired bootstrap of two runs' test top-1, read from git revisions."""
+"""inception-compare: the paired difference of two runs' test top-1, read from git revisions."""
 
 import csv
 import json
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inception_pipeline import compare
+from inception_pipeline import compare, statistics
 from inception_pipeline.errors import PipelineError
 from inception_pipeline.layout import PREDICTIONS
 
@@ -39,28 +39,29 @@ def test_runs_on_different_crops_are_refused():
 
 
 def test_identical_runs_differ_by_exactly_zero():
-    a = np.array([1, 0, 1, 1, 0], dtype=float)
-    assert compare.bootstrap_interval(a, a.copy(), 1000, 0) == (0.0, 0.0, 0.0)
+    a = np.array([[1, 0, 1, 1, 0]], dtype=float)
+    result = statistics.over_seeds_and_crops(a, a.copy())
+    assert (result["difference"], result["interval"]) == (0.0, [0.0, 0.0])
 
 
 def test_a_large_gain_is_called_and_a_small_one_is_not():
     rng = np.random.default_rng(1)
     weak = (rng.random(400) < 0.5).astype(float)
     strong = np.maximum(weak, rng.random(400) < 0.6)  # fixes most of weak's errors
-    diff, low, high = compare.bootstrap_interval(weak, strong, 2000, 0)
-    assert low > 0 and low < diff < high
+    result = statistics.over_seeds_and_crops(weak[None], strong[None])
+    low, high = result["interval"]
+    assert low > 0 and low < result["difference"] < high and result["verdict"] == "better"
     one_more = weak.copy()
     one_more[np.flatnonzero(weak == 0)[0]] = 1  # a single crop more: noise at n=400
-    _, low, high = compare.bootstrap_interval(weak, one_more, 2000, 0)
+    low, high = statistics.over_seeds_and_crops(weak[None], one_more[None])["interval"]
     assert low <= 0 <= high
 
 
-def test_interval_is_seeded_and_brackets_the_accuracy():
+def test_accuracy_interval_brackets_the_accuracy():
     correct = (np.random.default_rng(2).random(300) < 0.8).astype(float)
-    first = compare.accuracy_interval(correct, 2000, 7)
-    assert first == compare.accuracy_interval(correct, 2000, 7)
-    assert first[0] < correct.mean() < first[1]
-    assert first[1] - first[0] < 0.12  # about 4 standard errors of a proportion at n=300
+    low, high = compare.accuracy_interval(correct)
+    assert low < correct.mean() < high
+    assert high - low < 0.12  # about 4 standard errors of a proportion at n=300
 
 
 def write_predictions(path: Path, outcomes: str) -> None:
@@ -86,7 +87,7 @@ def test_cli_reads_each_revision_from_git(in_tmp, capsys):
         git("add", "-A")
         git("commit", "-q", "-m", tag)
         git("tag", tag)
-    compare.main(["weak", "strong", "--resamples", "500", "--json"])
+    compare.main(["weak", "strong", "--json"])
     [result] = json.loads(capsys.readouterr().out)
     assert (result["baseline_top1"], result["other_top1"]) == (0.5, 0.95)
     assert result["verdict"] == "better" and result["difference_95"][0] > 0.3

@@ -196,7 +196,7 @@ def test_a_folder_that_cannot_be_listed_is_rejected_not_skipped(tmp_path, monkey
                         "detail": "Permission denied"}]
 
 
-# Camera-sized photos (issue 17): crops stored at most crop.max_side long, JPEGs decoded reduced.
+# Camera-sized photos: crops stored at most crop.max_side long, JPEGs decoded reduced.
 
 def picture(width: int, height: int, seed: int = 0) -> Image.Image:
     """Smooth colour gradients with sharp-edged rectangles: every region looks different."""
@@ -229,7 +229,7 @@ def camera_jpeg(upright: Image.Image, orientation: int) -> bytes:
 
 
 def full_decode(data: bytes) -> Image.Image:
-    """The previous way: the whole photo decoded, then turned upright."""
+    """The reference: the whole photo decoded, then turned upright."""
     return ImageOps.exif_transpose(Image.open(io.BytesIO(data)))
 
 

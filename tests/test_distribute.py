@@ -44,7 +44,11 @@ ONE_THREAD = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
 # One epoch (three steps) of SGD under MirroredStrategy over two logical CPUs against one
 # device, with fit (the mirrored path) and with fit_multi_worker (the multi_worker path), on a
 # network without BatchNormalization, so that the replicas' gradients sum to one device's
-# exactly: prints, for each, the largest relative difference of a weight's update.
+# exactly: prints, for each, the largest relative difference of a weight's update. The
+# "_regularised" runs train two epochs with weight decay, the weights' moving average (the
+# final weights are the average; the validation between the epochs swaps it in and out),
+# balanced class weights and, under fit, MixUp and CutMix (the multi-worker loop mixes within
+# each replica's share, unlike one device).
 TWO_REPLICA_UPDATES = """
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
@@ -53,38 +57,52 @@ import json
 import keras
 import numpy as np
 from inception_pipeline.distributed import fit_multi_worker
-from inception_pipeline.batches import Batches
-from inception_pipeline.training import compile_model, loss_weights, make_loss
+from inception_pipeline.batches import Batches, LabelMixing, balanced_class_weights
+from inception_pipeline.training import (
+    EmaWeights, compile_model, loss_weights, make_loss, make_optimizer)
 
 rng = np.random.default_rng(0)
 images = rng.integers(0, 256, (14, 8, 8, 3), dtype=np.uint8)
 labels = rng.integers(0, 3, 14)
 
-def updates(strategy, loop):
+def updates(strategy, loop, regularised=False):
     keras.utils.set_random_seed(0)
+    epochs = 2 if regularised else 1
     with strategy.scope():
         inputs = keras.Input((8, 8, 3), dtype="uint8")
         x = keras.layers.Conv2D(4, 3, activation="relu")(keras.ops.cast(inputs, "float32") / 255)
         x = keras.layers.GlobalAveragePooling2D()(x)
         outputs = keras.layers.Dense(3, activation="softmax", name="predictions")(x)
         model = keras.Model(inputs, outputs)
-        compile_model(model, keras.optimizers.SGD(0.5), make_loss("binary"), 0.3)
+        compile_model(model, make_optimizer("sgd", 0.5, "constant", 3, epochs,
+                                            weight_decay=0.1 * regularised,
+                                            ema=0.9 * regularised), make_loss("binary"), 0.3)
+    options = {"class_weights": balanced_class_weights(labels[:10], 3),
+               "mixing": LabelMixing(0.0 if loop else 0.4, 0.0 if loop else 1.0)
+               } if regularised else {}
     # batches of 4, 4 and 2 rows: 2 + 2 and 1 + 1 per replica
-    train = Batches(images, labels, np.arange(10), 3, 4, shuffle_seed=1)
+    train = Batches(images, labels, np.arange(10), 3, 4, shuffle_seed=1, **options)
     val = Batches(images, labels, np.arange(10, 14), 3, 4)
+    callbacks = [EmaWeights()] if regularised else []
     before = [w.numpy() for w in model.trainable_weights]
     if loop:
-        fit_multi_worker(model, strategy, train, val, 1, make_loss("binary", reduction=None),
-                         loss_weights(model.output_names, 0.3), [])
+        fit_multi_worker(model, strategy, train, val, epochs,
+                         make_loss("binary", reduction=None),
+                         loss_weights(model.output_names, 0.3), callbacks)
     else:
-        model.fit(train, validation_data=val, epochs=1, shuffle=False, verbose=0)
+        model.fit(train, validation_data=val, epochs=epochs, shuffle=False, verbose=0,
+                  callbacks=callbacks)
     return [w.numpy() - b for w, b in zip(model.trainable_weights, before)]
 
 two = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 one = tf.distribute.get_strategy()
-print(json.dumps({path: max(float(np.linalg.norm(a - b) / np.linalg.norm(b))
-                            for a, b in zip(updates(two, loop), updates(one, loop), strict=True))
-                  for path, loop in (("mirrored", False), ("multi_worker", True))}))
+print(json.dumps({
+    f"{path}{'_regularised' * regularised}": max(
+        float(np.linalg.norm(a - b) / np.linalg.norm(b))
+        for a, b in zip(updates(two, loop, regularised), updates(one, loop, regularised),
+                        strict=True))
+    for path, loop in (("mirrored", False), ("multi_worker", True))
+    for regularised in (False, True)}))
 """
 
 
@@ -177,8 +195,9 @@ def test_two_replicas_sum_to_one_device_gradient():
     scaled by 2 (the replica count) moves them twice as far: a difference of 1."""
     differences = json.loads(stage(ROOT, "-c", TWO_REPLICA_UPDATES).splitlines()[-1])
     print(differences)
-    assert differences == {"mirrored": pytest.approx(0, abs=1e-4),
-                           "multi_worker": pytest.approx(0, abs=1e-4)}
+    assert differences == {f"{path}{variant}": pytest.approx(0, abs=1e-4)
+                           for path in ("mirrored", "multi_worker")
+                           for variant in ("", "_regularised")}
 
 
 def test_mirrored_over_two_devices_matches_one_device(one_device, mirrored_run):
@@ -303,10 +322,11 @@ def test_replica_parts_make_up_each_global_batch():
     batches = Batches(images, labels, np.arange(14), 3, batch_size=8, shuffle_seed=0)
     for i in range(len(batches)):
         parts = [batches.replica_part(i, replica, 2) for replica in range(2)]
-        assert [len(x) for x, _ in parts] == ([4, 4] if i == 0 else [3, 3])
+        assert [len(x) for x, _, _ in parts] == ([4, 4] if i == 0 else [3, 3])
         x, y = batches[i]  # what one device reads
-        assert np.array_equal(np.concatenate([x for x, _ in parts]), x)
-        assert np.array_equal(np.concatenate([y for _, y in parts]), y)
+        assert np.array_equal(np.concatenate([x for x, _, _ in parts]), x)
+        assert np.array_equal(np.concatenate([y for _, y, _ in parts]), y)
+        assert all((w == 1).all() for _, _, w in parts)  # no train.class_weight
 
 
 @pytest.mark.parametrize("tf_config, expected", [
@@ -359,18 +379,28 @@ def test_batch_size_must_split_over_the_replicas():
         check_batch_size(4, 13, 2)
 
 
-@pytest.mark.parametrize("aux_head", [False, True])
-def test_multi_worker_loop_matches_fit_on_one_device(aux_head):
+@pytest.mark.parametrize("aux_head, regularised", [(False, False), (True, False),
+                                                   (False, True), (True, True)])
+def test_multi_worker_loop_matches_fit_on_one_device(aux_head, regularised):
     """The loop under the default strategy against model.fit: same curves, same names (with
     an auxiliary head too, as GoogLeNet's). fit averages each output's own loss over batches,
     not images (a last batch of 3 counts as much as one of 4); the loop averages over images,
-    so the auxiliary case uses full batches only, where the two agree."""
+    so the auxiliary case uses full batches only, where the two agree. ``regularised``: with
+    balanced class weights, MixUp and CutMix, weight decay and the weights' moving average
+    (validated, and the final weights), as the train stage sets them up."""
     import keras
     import tensorflow as tf
 
-    from inception_pipeline.batches import Batches
+    from inception_pipeline.batches import Batches, LabelMixing, balanced_class_weights
     from inception_pipeline.distributed import fit_multi_worker
-    from inception_pipeline.training import MainHeadLogNames, compile_model, loss_weights, make_loss
+    from inception_pipeline.training import (
+        EmaWeights,
+        MainHeadLogNames,
+        compile_model,
+        loss_weights,
+        make_loss,
+        make_optimizer,
+    )
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (24, 8, 8, 3), dtype=np.uint8)
@@ -394,22 +424,31 @@ def test_multi_worker_loop_matches_fit_on_one_device(aux_head):
         outputs = [keras.layers.Dense(3, activation="softmax", name=name)(x)
                    for name in (["predictions", "aux1"] if aux_head else ["predictions"])]
         model = keras.Model(inputs, outputs if aux_head else outputs[0])
-        compile_model(model, keras.optimizers.Adam(0.01), make_loss("binary"), 0.3)
+        compile_model(model, make_optimizer("adam", 0.01, "constant", 4, 3,
+                                            weight_decay=0.1 if regularised else 0.0,
+                                            ema=0.9 if regularised else 0.0),
+                      make_loss("binary"), 0.3)
+        regularisers = {"mixing": LabelMixing(0.4, 1.0),
+                        "class_weights": balanced_class_weights(labels[:train_rows], 3)
+                        } if regularised else {}
         train = Batches(images, labels, np.arange(train_rows), 3, 4, shuffle_seed=1,
-                        output_names=model.output_names)
+                        output_names=model.output_names, **regularisers)
         val = Batches(images, labels, np.arange(train_rows, val_rows), 3, 4,
                       output_names=model.output_names)
         logs = Logs()
+        callbacks = [MainHeadLogNames(), logs] + ([EmaWeights()] if regularised else [])
         if loop:
             fit_multi_worker(model, tf.distribute.get_strategy(), train, val, 3,
                              make_loss("binary", reduction=None),
-                             loss_weights(model.output_names, 0.3), [MainHeadLogNames(), logs])
+                             loss_weights(model.output_names, 0.3), callbacks)
         else:
             model.fit(train, validation_data=val, epochs=3, shuffle=False, verbose=0,
-                      callbacks=[MainHeadLogNames(), logs])
-        return logs.epochs
+                      callbacks=callbacks)
+        return logs.epochs, [v.numpy() for v in model.trainable_variables]
 
-    fitted, looped = run(loop=False), run(loop=True)
+    (fitted, fit_weights), (looped, loop_weights) = run(loop=False), run(loop=True)
     assert [sorted(epoch) for epoch in looped] == [sorted(epoch) for epoch in fitted]
     for a, b in zip(looped, fitted, strict=True):
         assert a == pytest.approx(b, rel=1e-5)
+    for a, b in zip(loop_weights, fit_weights, strict=True):
+        assert a == pytest.approx(b, rel=1e-4, abs=1e-6)

@@ -23,6 +23,7 @@ import yaml
 
 from inception_pipeline.io import read_csv
 from tests.conftest import copy_project
+from tests.test_predict import TOLERANCE
 
 ROOT = Path(__file__).resolve().parents[1]
 ALL_STAGES = {"sample", "crop", "resize", "pack", "split", "train", "export", "evaluate",
@@ -125,7 +126,8 @@ def test_report_states_the_runs_settings_scores_and_data_counts(baseline):
         f"{train['model']}, weights {train['weights']}, {train['loss']} cross-entropy, "
         f"{train['optimizer']}\nat lr {train['lr']} ({train['lr_schedule']}, warm-up "
         f"{train['warmup_epochs']} epochs), batch {train['batch_size']}, {train['epochs']} epochs, "
-        f"augmentation {'on' if train['augment'] else 'off'}, seed {train['seed']}.")
+        f"augmentation {'on' if train['augment'] else 'off'}, seed {train['seed']};\n"
+        f"regularisers: none.")
     [header, values] = markdown_rows(sections[f"Test set ({scores['test_images']} images)"])
     assert header[0] == "top-1 accuracy"
     keys = ["top1_accuracy", "top5_accuracy", "macro_f1", "categorical_crossentropy",
@@ -147,18 +149,41 @@ def test_predict_command_line_gives_evaluates_predictions_for_an_annotations_box
     """`inception-predict IMAGE --annotation XML --json` (the console script the Makefile
     installs) with the run's trained model:
     for every box of a test photo, the class and confidence evaluate recorded for its crop."""
-    recorded = {row["crop"]: row for row in read_csv(baseline.path / "plots/predictions.csv")}
-    manifest = read_csv(baseline.path / "data/crops/manifest.csv")
+    assert_predict_repeats_evaluate(baseline)
+
+
+def assert_predict_repeats_evaluate(repo: Repo) -> None:
+    recorded = {row["crop"]: row for row in read_csv(repo.path / "plots/predictions.csv")}
+    manifest = read_csv(repo.path / "data/crops/manifest.csv")
     source = next(row["source"] for row in manifest if row["crop"] in recorded)
     boxes = {tuple(int(row[k]) for k in ("xmin", "ymin", "xmax", "ymax")): recorded[row["crop"]]
              for row in manifest if row["source"] == source}  # split keeps a photo together
     image = Path("data/sample") / source
-    output = baseline.run(str(Path(sys.executable).parent / "inception-predict"), str(image),
-                          "--annotation", str(image.with_suffix(".xml")), "--json")
-    results, _ = json.JSONDecoder().raw_decode(output)  # the JSON line, before stderr's logs
-    assert {tuple(r["box"]): (r["top"][0]["class"], round(r["top"][0]["probability"], 4))
-            for r in results} == {box: (row["predicted"], float(row["confidence"]))
-                                  for box, row in boxes.items()}
+    output = repo.run(str(Path(sys.executable).parent / "inception-predict"), str(image),
+                      "--annotation", str(image.with_suffix(".xml")), "--json")
+    results, _ = json.JSONDecoder().raw_decode(output)  # the JSON line, before any stderr
+    got = {tuple(r["box"]): (r["top"][0]["class"], r["top"][0]["probability"]) for r in results}
+    assert got.keys() == boxes.keys()
+    for box, (top, confidence) in got.items():  # the TFLite export: tests/test_predict.py
+        assert top == boxes[box]["predicted"], box
+        assert abs(confidence - float(boxes[box]["confidence"])) <= 5e-5 + TOLERANCE, box
+
+
+def test_every_regulariser_at_once_trains_evaluates_and_reports(project_copy):
+    """All the regularisers on, with early stopping, and evaluate.tta_flip: DVC reruns train,
+    evaluate and report (dvc.yaml lists the keys), the report names the regularisers, and
+    inception-predict (which follows evaluate.tta_flip) repeats evaluate's predictions."""
+    settings = ["train.weight_decay=0.05", "train.ema=0.9", "train.scale_jitter=0.25",
+                "train.color_jitter=0.4", "train.mixup=0.2", "train.cutmix=1.0",
+                "train.random_erasing=0.5", "train.class_weight=balanced", "train.patience=1",
+                "evaluate.tta_flip=true"]
+    output = project_copy.dvc("exp", "run", *[arg for s in settings for arg in ("-S", s)])
+    assert stages_run(output) == {"train", "export", "evaluate", "report"}, output
+    report = (project_copy.path / "reports/report.md").read_text(encoding="utf-8")
+    assert ("regularisers: weight decay 0.05, weight EMA 0.9, scale jitter 0.25, colour jitter "
+            "0.4, MixUp 0.2, CutMix 1.0, random erasing 0.5, balanced class weights.") in \
+        " ".join(report.split())
+    assert_predict_repeats_evaluate(project_copy)
 
 
 def curve(repo: Repo, split: str, name: str) -> list[tuple[int, float]]:
@@ -217,3 +242,58 @@ def test_teammate_pulls_results_from_a_remote_without_recomputing(project_copy, 
     assert (clone / "data/model/model.keras").is_file()
     assert "Data and pipelines are up to date" in teammate.dvc("status")
     assert stages_run(teammate.dvc("repro")) == set()
+
+
+def flat(metrics: dict, prefix: str = "") -> dict:
+    """Nested metrics as `dvc metrics` names them: {"train": {"loss": x}} -> {"train.loss": x}."""
+    return {name: value for key, item in metrics.items()
+            for name, value in (flat(item, f"{prefix}{key}.") if isinstance(item, dict)
+                                else {f"{prefix}{key}": item}).items()}
+
+
+def test_fresh_clone_compares_a_new_run_with_the_committed_one(project_copy, tmp_path):
+    """The README's commands in a fresh `git clone` (its DVC cache shared with the project's, as
+    on one machine): after a run with other train settings, `dvc metrics diff` and `dvc plots
+    diff HEAD` show the committed run's training metrics and curves beside the new ones, since
+    DVCLive's files travel with git. Setting the params back, `dvc repro` restores train from
+    DVC's run cache instead of training again (DVC keeps it for uncached outputs declared under
+    metrics: and plots:)."""
+    clone = Repo(tmp_path / "clone")
+    project_copy.run("git", "clone", "-q", str(project_copy.path), str(clone.path))
+    clone.dvc("cache", "dir", "--local", str(project_copy.path / ".dvc/cache"))
+    clone.dvc("checkout")
+    committed_params = (clone.path / "params.yaml").read_text(encoding="utf-8")
+    params = yaml.safe_load(committed_params)
+    params["train"]["epochs"] = 1
+    (clone.path / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True,
+                                                           sort_keys=False), encoding="utf-8")
+    assert "train" in stages_run(clone.dvc("repro"))
+
+    output = clone.dvc("metrics", "diff", "--all", "--json")
+    assert "failed to load" not in output, output
+    diff, _ = json.JSONDecoder().raw_decode(output)
+    committed = flat(json.loads(clone.run("git", "show", "HEAD:metrics/train/metrics.json")))
+    train_diff = diff["metrics/train/metrics.json"]
+    assert {key: train_diff[key]["old"] for key in committed} == committed, train_diff
+    assert train_diff["step"] == {"old": 1, "new": 0, "diff": -1}, train_diff  # from epoch 0
+
+    output = clone.dvc("plots", "diff", "HEAD", "--json")
+    assert "failed to load" not in output, output
+    plots, _ = json.JSONDecoder().raw_decode(output)
+    curves = clone.run("git", "ls-tree", "-r", "--name-only", "HEAD", "metrics/train/plots").split()
+    assert "metrics/train/plots/metrics/eval/accuracy.tsv" in curves
+    for path in curves:
+        rows = list(csv.DictReader(clone.run("git", "show", f"HEAD:{path}").splitlines(),
+                                   delimiter="\t"))
+        [plot] = plots["data"][path]
+        points = plot["content"]["data"]["values"]
+        assert [{k: v for k, v in p.items() if k != "rev"} for p in points
+                if p["rev"] == "HEAD"] == rows, path
+        assert any(p["rev"] == "workspace" for p in points), path
+
+    (clone.path / "params.yaml").write_text(committed_params, encoding="utf-8")
+    output = clone.dvc("repro")
+    assert "Stage 'train' is cached - skipping run, checking out outputs" in output, output
+    assert "train" not in stages_run(output)
+    for path in ["metrics/train/metrics.json", *curves]:
+        assert (clone.path / path).read_text() == clone.run("git", "show", f"HEAD:{path}"), path

@@ -1,5 +1,5 @@
 """Kill -9 during crop, resize, pack or split, then rerun: outputs byte-identical to an
-uninterrupted run (issue 4), and the temporary names of atomic writes never taken for outputs."""
+uninterrupted run, and the temporary names of atomic writes never taken for outputs."""
 
 import hashlib
 import os

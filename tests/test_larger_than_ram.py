@@ -1,4 +1,4 @@
-"""Datasets larger than RAM (issue 7): resize, pack, train and evaluate run in a memory cgroup
+"""Datasets larger than RAM: resize, pack, train and evaluate run in a memory cgroup
 whose limit is smaller than the images array they write or read.
 
 Page cache charged to a cgroup is reclaimable, so a file larger than the limit can be streamed

@@ -3,6 +3,7 @@ it reads, and the house rules (no stage imports another, no import circles, mode
 alone). Static checks: nothing here runs a stage."""
 
 import ast
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -72,11 +73,30 @@ def entries(stage: dict, key: str) -> list[str]:
 def test_every_path_of_a_stage_is_a_layout_value_or_code(name):
     stage, paths = STAGES[name], layout_paths()
     assert stage["cmd"] == f"python -m stages.{name}" and module_file(f"stages.{name}").is_file()
-    for out in entries(stage, "outs") + entries(stage, "metrics"):
+    for out in entries(stage, "outs") + entries(stage, "metrics") + entries(stage, "plots"):
         assert out in paths, f"{name}: output {out} is not in inception_pipeline/layout.py"
     for dep in entries(stage, "deps"):
         is_code = (ROOT / dep).exists() and dep.split("/")[0] in ("stages", LIBRARY, "models")
         assert is_code or dep in paths or dep == "${data.dir}", f"{name}: dep {dep}"
+
+
+def test_small_results_travel_with_git_and_train_keeps_its_run_cache():
+    """Uncached outputs are the files git holds, so a fresh clone can compare with any commit;
+    cached ones are git-ignored. DVC keeps a stage's run cache only when its uncached outputs
+    are declared under metrics: or plots:, so train declares DVCLive's files there
+    (tests/test_e2e.py restores a train run from the run cache)."""
+    uncached, cached = set(), set()
+    for stage in STAGES.values():
+        for key in ("outs", "metrics", "plots"):
+            for out in stage.get(key, []):
+                path, options = next(iter(out.items())) if isinstance(out, dict) else (out, {})
+                (uncached if options.get("cache") is False else cached).add(path)
+    ignored = set(subprocess.run(["git", "check-ignore", *sorted(cached | uncached)], cwd=ROOT,
+                                 capture_output=True, text=True).stdout.split())
+    assert ignored == cached
+    train = STAGES["train"]
+    assert all(isinstance(out, str) for out in train["outs"])  # every plain output cached
+    assert {layout.TRAIN_METRICS.as_posix(), layout.TRAIN_PLOTS_DIR.as_posix()} <= uncached
 
 
 @pytest.mark.parametrize("name", sorted(STAGES))

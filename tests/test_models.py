@@ -159,7 +159,7 @@ def test_the_saved_classifier_has_no_optimizer_state_and_predicts_in_safe_mode(t
     compile_model(model, keras.optimizers.Adam(), make_loss("binary"), AUX_LOSS_WEIGHT)
     model.run_eagerly = True  # one step: tracing would cost ten times more
     model.train_on_batch(IMAGES, {name: LABELS for name in model.output_names})
-    model.save(tmp_path / "compiled.keras")  # what the train stage saved before
+    model.save(tmp_path / "compiled.keras")  # Keras' default: with the optimizer's state
     groups, compiled = saved_state(tmp_path / "compiled.keras")
     assert "optimizer" in groups and compiled
     save_classifier(model, tmp_path / "model.keras")

@@ -31,6 +31,17 @@ def test_shipped_params_are_valid(default_params):
     ("train.weights", "missing.h5", "train.weights='missing.h5': no such weights file"),
     ("train.strategy", "horovod",
      "train.strategy='horovod': allowed values: default, mirrored, multi_worker"),
+    ("train.weight_decay", -0.01, "train.weight_decay=-0.01: must be at least 0.0"),
+    ("train.ema", 1.0, "train.ema=1.0: must be at most 0.9999"),
+    ("train.ema", 0.3, "train.ema=0.3: 0 (off) or a decay from 0.5 to 0.9999"),
+    ("train.scale_jitter", 0.8, "train.scale_jitter=0.8: must be at most 0.5"),
+    ("train.color_jitter", "strong", "train.color_jitter='strong': must be of type int or float"),
+    ("train.mixup", 2, "train.mixup=2: must be at most 1.0"),
+    ("train.cutmix", -1, "train.cutmix=-1: must be at least 0.0"),
+    ("train.random_erasing", 1.5, "train.random_erasing=1.5: must be at most 1.0"),
+    ("train.class_weight", "inverse",
+     "train.class_weight='inverse': allowed values: none, balanced"),
+    ("evaluate.tta_flip", "yes", "evaluate.tta_flip='yes': must be of type bool"),
 ])
 def test_bad_value_is_named(default_params, key, value, expected):
     found = problems(with_value(default_params, key, value))

@@ -1,0 +1,183 @@
+"""The README and docs agree with the committed results: every figure they give of the committed
+run, the model artifact or the claims grid is read here from metrics/, plots/, claims/ or
+dvc.lock, so that a new run (or a new grid) whose figures differ fails until the text follows.
+Figures are compared as the text rounds them. Every relative link and anchor resolves, since
+the docs link to one another rather than repeat a figure."""
+
+import csv
+import json
+import re
+import unicodedata
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = [ROOT / "README.md", ROOT / "BENCHMARKS.md", *sorted((ROOT / "docs").glob("*.md"))]
+WITHOUT_OFFSET = ROOT / "claims/without-bn-offset/runs"
+# How docs/study.md names the grid's settings.
+SETTINGS = {"ResNet50": "resnet50_binary", "ResNet50, binary cross-entropy": "resnet50_binary",
+            "ResNet50, categorical cross-entropy": "resnet50_categorical",
+            "Inception-v3": "inception_v3", "Inception-v4": "inception_v4"}
+
+
+def text(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
+def read_json(relative: str) -> dict:
+    return json.loads(text(ROOT / relative))
+
+
+def read_csv(path: Path, delimiter: str = ",") -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f, delimiter=delimiter))
+
+
+def section(markdown: str, heading: str) -> str:
+    """The text under ``## heading`` up to the next heading of that level."""
+    match = re.search(rf"^## {re.escape(heading)}\n(.*?)(?=^## |\Z)", markdown, re.M | re.S)
+    assert match, f"no section {heading!r}"
+    return match[1]
+
+
+def tables(markdown: str) -> list[list[list[str]]]:
+    """Every markdown table: its rows of cells, header first (the |---| line left out)."""
+    found, rows = [], []
+    for line in markdown.splitlines() + [""]:
+        if line.startswith("|"):
+            if not line.startswith("|-"):
+                rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+        elif rows:
+            found.append(rows)
+            rows = []
+    return found
+
+
+def number(n: int) -> str:
+    return f"{n:,}"
+
+
+def val_accuracy(setting: str, seed: int) -> list[float]:
+    path = WITHOUT_OFFSET / setting / f"seed-{seed}" / "val_accuracy.tsv"
+    return [float(row["accuracy"]) for row in read_csv(path, "\t")]
+
+
+def test_readme_results_are_the_committed_runs():
+    scores, split = read_json("metrics/evaluate.json"), read_json("metrics/split.json")
+    classes = len(read_csv(ROOT / "metrics/per_class.csv"))
+    results = section(text(ROOT / "README.md"), "Results of the default run")
+    [table] = tables(results)
+    assert table[0][0] == f"test split ({number(scores['test_images'])} crops, {classes} classes)"
+    assert scores["test_images"] == split["test"]
+    values = {row[0]: row[1] for row in table[1:]}
+    assert values == {
+        "top-1 accuracy": f"**{scores['top1_accuracy']:.3f}** (chance: {1 / classes:.3f})",
+        "top-5 accuracy": f"{scores['top5_accuracy']:.3f}",
+        "macro-F1": f"{scores['macro_f1']:.3f}"}
+    assert f"trained from scratch on {number(split['train'])} crops" in " ".join(results.split())
+
+
+def test_split_sizes_in_the_docs_are_the_committed_split():
+    split = read_json("metrics/split.json")
+    expected = f"{number(split['train'])} train / {number(split['val'])} val / " \
+               f"{number(split['test'])} test crops"
+    for doc in DOCS:
+        for found in re.findall(r"[\d,]+ train / [\d,]+ val / [\d,]+ test crops",
+                                " ".join(text(doc).split())):
+            assert found == expected, doc.name
+
+
+def test_readme_claims_budget_is_the_grids():
+    budget = yaml.safe_load(text(ROOT / "claims/grid.yaml"))["budget"]
+    claims = " ".join(section(text(ROOT / "README.md"), "The claims").split())
+    assert f"Its budget is {budget['train.epochs']} epochs" in claims
+
+
+def test_defaults_in_the_docs_are_params_yamls():
+    """"`crop.max_side` pixels (default 299)" and the like, and the README's default epochs."""
+    params = yaml.safe_load(text(ROOT / "params.yaml"))
+    found = [("train.epochs", re.search(r"The default (\d+) epochs",
+                                        text(ROOT / "README.md"))[1], "")]
+    for doc in DOCS:
+        found += re.findall(r"`(\w+\.\w+)`[^`(]{0,20}\(default ([\d.]+)( MP)?",
+                            " ".join(text(doc).split()))
+    assert len(found) >= 4
+    for key, value, unit in found:
+        group, name = key.split(".")
+        assert float(value) * (1e6 if unit else 1) == params[group][name], key
+
+
+def test_model_file_size_is_the_committed_models():
+    """BENCHMARKS.md's size of the file the train stage writes, against dvc.lock's."""
+    lock = yaml.safe_load(text(ROOT / "dvc.lock"))
+    [size] = [out["size"] for out in lock["stages"]["train"]["outs"]
+              if out["path"] == "data/model/model.keras"]
+    model_file = section(text(ROOT / "BENCHMARKS.md"), "Start-up costs")
+    match = re.search(r"`save_classifier` \([^)]*\) \*\*([\d.]+) MB\*\*", model_file)
+    assert match and match[1] == f"{size / 1e6:.1f}"
+
+
+def test_readme_predict_example_is_what_evaluate_recorded():
+    """Each box's top class and probability in the README's `inception-predict` example, against
+    the committed plots/predictions.csv for the crops of that photo (boxes in file order)."""
+    readme = text(ROOT / "README.md")
+    [example] = re.findall(r"```\n\$ inception-predict (\S+) .*?\n(.*?)```", readme, re.S)
+    image, output = example
+    source = image.removeprefix("data/sample/")
+    recorded = sorted((row for row in read_csv(ROOT / "plots/predictions.csv")
+                       if row["crop"].rsplit("-", 1)[0] == source),
+                      key=lambda row: int(row["crop"].rsplit("-", 1)[1]))
+    lines = output.splitlines()
+    boxes = [i for i, line in enumerate(lines) if line.startswith(f"{image} [box ")]
+    shown = [tuple(lines[i + 1].split()) for i in boxes]
+    assert recorded and shown == [(f"{float(row['confidence']):.4f}", row["predicted"])
+                                  for row in recorded]
+
+
+def test_study_curves_of_the_grid_without_the_offset_are_its_runs():
+    """docs/study.md's rows marked "(grid without the offset, seed N)": validation top-1 at the
+    epochs of the table's header, against the run's val_accuracy.tsv."""
+    checked = 0
+    for table in tables(text(ROOT / "docs/study.md")):
+        epochs = {i: int(cell) for i, cell in enumerate(table[0]) if cell.isdigit()}
+        for row in table[1:]:
+            match = re.fullmatch(r"(.+?)(?:, \d+ epochs)? \(grid without the offset, seed (\d)\)",
+                                 row[0])
+            if not match:
+                continue
+            curve = val_accuracy(SETTINGS[match[1]], int(match[2]))
+            for i, epoch in epochs.items():
+                if row[i]:
+                    assert row[i].strip("*") == f"{curve[epoch - 1]:.3f}", (row[0], epoch)
+                    checked += 1
+    assert checked >= 16
+
+
+def test_study_best_validation_scores_without_the_offset_are_its_runs():
+    [table] = [t for t in tables(text(ROOT / "docs/study.md"))
+               if t[0] == ["network (grid without the offset)", "best validation top-1 per seed"]]
+    for name, values in table[1:]:
+        setting = SETTINGS[name]
+        seeds = sorted(int(p.name.removeprefix("seed-")) for p in (WITHOUT_OFFSET / setting).iterdir())
+        assert values == ", ".join(f"{max(val_accuracy(setting, s)):.3f}" for s in seeds), name
+
+
+def anchor(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces as hyphens."""
+    heading = unicodedata.normalize("NFC", heading.strip().lower())
+    return re.sub(r"[^\w\- ]", "", heading).replace(" ", "-")
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_every_relative_link_and_anchor_resolves(doc):
+    for target in re.findall(r"\]\(([^)\s]+)\)", text(doc)):
+        if re.match(r"[a-z]+://", target):
+            continue
+        path, _, fragment = target.partition("#")
+        linked = (doc.parent / path).resolve() if path else doc
+        assert linked.exists(), f"{doc.name}: {target}"
+        if fragment:
+            headings = re.findall(r"^#+ (.+)$", text(linked), re.M)
+            assert fragment in {anchor(h) for h in headings}, f"{doc.name}: {target}"
