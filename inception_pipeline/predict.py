@@ -22,7 +22,7 @@ image's, as evaluate averages them.
 A FOLDER is searched recursively, in sorted order, as crop searches data.dir
 (``sources.walk``); annotation files in it are not images, and a file found there that cannot
 be classified (not an image, a bad box) is skipped with a line on stderr, where a file named on
-the command line stops the run. Crops go to the model in batches of BATCH.
+the command line stops the run. Crops go to the model in batches of 64 (BATCH).
 
 The model: ``--model`` names a .keras file or a .tflite file. Without it, predict runs the
 export stage's data/export/model.tflite in LiteRT's interpreter, without importing TensorFlow,

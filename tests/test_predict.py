@@ -266,18 +266,21 @@ def test_a_stale_export_is_not_used(evaluated, monkeypatch, capsys):
 
 
 @pytest.fixture(scope="module")
-def keras_on_test_crops(evaluated) -> tuple[np.ndarray, np.ndarray]:
-    """The test crops and the Keras model's class probabilities (float32) for them."""
+def keras_on_test_crops(evaluated) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The test crops and the Keras model's class probabilities (float32) for them, alone and
+    averaged with the mirror images' (evaluate.tta_flip)."""
     from models import class_probabilities, load_classifier
 
     crops = np.load(IMAGES)[np.load(SPLIT_INDICES["test"])]
-    return crops, class_probabilities(load_classifier(MODEL), crops).astype(np.float32)
+    model = load_classifier(MODEL)
+    return crops, *(class_probabilities(model, crops, tta_flip=flip).astype(np.float32)
+                    for flip in (False, True))
 
 
 def test_the_saved_model_gives_the_keras_models_probabilities(keras_on_test_crops):
     import tensorflow as tf
 
-    crops, expected = keras_on_test_crops
+    crops, expected, _ = keras_on_test_crops
     serve = tf.saved_model.load(str(SAVED_MODEL)).signatures["serving_default"]
     assert serve.structured_input_signature[1]["images"] == tf.TensorSpec(
         (None, 65, 65, 3), tf.uint8, name="images")
@@ -286,16 +289,21 @@ def test_the_saved_model_gives_the_keras_models_probabilities(keras_on_test_crop
 
 
 def test_the_tflite_file_gives_the_keras_models_probabilities(keras_on_test_crops):
-    crops, expected = keras_on_test_crops
-    got = predict.LiteClassifier(TFLITE_MODEL)(crops, tta_flip=False)
+    """Alone, and as predict averages it with the mirror images (evaluate.tta_flip)."""
+    crops, expected, expected_flipped = keras_on_test_crops
+    lite = predict.LiteClassifier(TFLITE_MODEL)
+    got = lite(crops, tta_flip=False)
     print(f"TFLite against Keras, max abs difference: {np.abs(got - expected).max():.2e}")
     np.testing.assert_allclose(got, expected, rtol=0, atol=TOLERANCE)
+    np.testing.assert_allclose(lite(crops, tta_flip=True), expected_flipped, rtol=0,
+                               atol=TOLERANCE)
+    assert np.abs(expected_flipped - expected).max() > 100 * TOLERANCE  # the mirror counts
 
 
 def test_the_onnx_file_gives_the_keras_models_probabilities(keras_on_test_crops):
     import onnxruntime
 
-    crops, expected = keras_on_test_crops
+    crops, expected, _ = keras_on_test_crops
     session = onnxruntime.InferenceSession(str(ONNX_MODEL), providers=["CPUExecutionProvider"])
     assert [(i.name, i.type, i.shape[1:]) for i in session.get_inputs()] == [
         ("images", "tensor(uint8)", [65, 65, 3])]
