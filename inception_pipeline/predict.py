@@ -22,7 +22,8 @@ image's, as evaluate averages them.
 A FOLDER is searched recursively, in sorted order, as crop searches data.dir
 (``sources.walk``); annotation files in it are not images, and a file found there that cannot
 be classified (not an image, a bad box) is skipped with a line on stderr, where a file named on
-the command line stops the run. Crops go to the model in batches of 64 (BATCH).
+the command line stops the run. Crops go to the model in batches (``batch_size`` of each
+classifier), prepared image by image.
 
 The model: ``--model`` names a .keras file or a .tflite file. Without it, predict runs the
 export stage's data/export/model.tflite in LiteRT's interpreter, without importing TensorFlow,
@@ -74,7 +75,6 @@ from inception_pipeline.sources import sidecar_paths, walk
 ONE_IMAGE = {".xml": "a VOC XML", ".txt": "a YOLO .txt"}
 # Files in a searched folder that are annotations (or class lists), not images.
 NOT_IMAGES = {".xml", ".txt", ".json", ".csv", ".yaml", ".yml"}
-BATCH = 64  # crops per model call
 CSV_FIELDS = ["image", "box", "rank", "class", "probability"]
 
 
@@ -289,6 +289,10 @@ def batches(crops: Iterator[tuple[Path, Box, np.ndarray]], size: int
 class KerasClassifier:
     """The .keras model in Keras (imports TensorFlow)."""
 
+    # More than models.EAGER_IMAGES: class_probabilities runs model.predict's graph, traced once
+    # and faster per image than eager calls; a few images still go eagerly, untraced.
+    batch_size = 512
+
     def __init__(self, path: Path):
         configure_tensorflow()
         from models import ModelFileError, load_classifier
@@ -307,6 +311,8 @@ class KerasClassifier:
 
 class LiteClassifier:
     """A TFLite file in LiteRT's interpreter (no TensorFlow), on every core."""
+
+    batch_size = 64
 
     def __init__(self, path: Path):
         from ai_edge_litert.interpreter import Interpreter
@@ -349,11 +355,15 @@ def model_file(given: Path | None) -> Path:
     return MODEL
 
 
+def classifier_class(path: Path) -> type[KerasClassifier | LiteClassifier]:
+    return LiteClassifier if path.suffix.lower() == ".tflite" else KerasClassifier
+
+
 def load_model(path: Path, input_size: int) -> KerasClassifier | LiteClassifier:
     for needed in (path, CLASSES):
         if not needed.exists():
             raise PipelineError(f"{needed}: missing (the pipeline writes it: `dvc repro`)")
-    classifier = (LiteClassifier if path.suffix.lower() == ".tflite" else KerasClassifier)(path)
+    classifier = classifier_class(path)(path)
     if classifier.input_size != input_size:
         raise PipelineError(f"{path} takes {classifier.input_size}px inputs, params.yaml "
                             f"gives {input_size}px: retrain it (`dvc repro`)")
@@ -365,10 +375,10 @@ def predictions(args: argparse.Namespace, params: dict
     """(image, region, class probabilities, class names) for every crop, batch by batch. The
     model loads after the first batch is prepared: bad input named on the command line fails
     before the slow part."""
+    path = model_file(args.model)
     classifier = None
-    for items, inputs in batches(prepared_crops(args, params), BATCH):
+    for items, inputs in batches(prepared_crops(args, params), classifier_class(path).batch_size):
         if classifier is None:
-            path = model_file(args.model)
             classifier = load_model(path, params["resize"]["size"])
             classes = read_json(CLASSES)
         probs = classifier(inputs, params["evaluate"]["tta_flip"])
