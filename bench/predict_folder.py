@@ -10,11 +10,11 @@ DIR, so that predict finds its TFLite file. ``run`` alternates, rep by rep, in f
 
 - evaluate: the evaluate stage's steps on the same crops as decoded arrays (``NpyRows`` of an
   images.npy, ``Batches`` of evaluate.batch_size 128, ``class_probabilities`` with its progress
-  callback), timed from the first batch to the last, without importing TensorFlow or loading
-  the model;
+  callback), timed from the call to its return, without importing TensorFlow or loading the
+  model;
 - predict: `python -m inception_pipeline.predict DIR/crops --csv out.csv` (the TFLite export),
-  wall time of the whole command: start-up, finding, decoding and resizing the files, batches of
-  64, the CSV;
+  wall time of the whole command: start-up, finding, decoding and resizing the files, the
+  model in its classifier's batches, the CSV;
 - predict-keras: the same with `--model data/model/model.keras`.
 
 It prints seconds and images per second for each, and the medians.
