@@ -2,6 +2,7 @@
 
     python bench/startup.py setup DIR                  # models, params, classes, one image
     python bench/startup.py predict DIR [--reps 3]     # one-image inception-predict
+    python bench/startup.py predict-lite DIR [--reps 5]  # the same, new on the TFLite export
     python bench/startup.py train DIR [--reps 2]       # first-epoch overhead of a short fit
     python bench/startup.py first-step DIR [--reps 2]  # the first training step, split up
 
@@ -10,15 +11,21 @@ traced step, the compiled model saved), extracted with `git archive` into DIR/ol
 first on PYTHONPATH; "new" is this checkout. ``setup`` builds the default network (IR-v2,
 75x75, 51 classes, augmentation on), compiles it as the train stage does (Adam, binary
 cross-entropy), runs one training step so that Adam's variables exist, and saves it twice:
-``model.save`` of the compiled model (old) and ``save_classifier`` (new).
+``model.save`` of the compiled model (old) and ``save_classifier`` (new); then it puts the
+lean file at data/model/model.keras and runs this checkout's export stage there.
 
 ``predict``: the wall time of `python -m inception_pipeline.predict image.jpg` (old on the
 compiled file, new on the lean one), then the same steps timed inside one process: importing
 TensorFlow, loading the model, the first call of ``class_probabilities`` on one image, a
-second call. ``train``: the train stage's fit (verbose=0) on random images, TRAIN images and
-VAL validation images in batches of 64 (the last batch of each partial, as in the default
-run), 2 epochs; it prints the first step, the median of the later steps, each epoch and each
-validation pass. The first-epoch overhead is epoch 1 minus epoch 2. ``first-step``: Keras'
+second call. ``predict-lite``: the wall time of `python -m inception_pipeline.predict
+image.jpg` with no --model (old: data/model/model.keras in Keras; new: the export's TFLite file
+in LiteRT), then new's steps timed inside another cold process: importing the predict module
+(no TensorFlow), checking that the export is the model's (sha256 of the .keras file), loading
+the TFLite file, the first call on one image (tensors allocated), a second call.
+
+``train``: the train stage's fit (verbose=0) on random images, TRAIN images and VAL validation
+images in batches of 64 (the last batch of each partial, as in the default run), 2 epochs; it
+prints the first step, the median of the later steps, each epoch and each validation pass. The first-epoch overhead is epoch 1 minus epoch 2. ``first-step``: Keras'
 ``train_step`` of the same model under ``tf.function``, traced alone (Python builds the graph),
 then its first call (graph optimisation by grappler where it is on, oneDNN primitives and
 buffers created, one step run) and the median of 3 later calls (one step run).
@@ -29,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -76,6 +84,10 @@ def setup(folder: Path, old_ref: str) -> None:
     save_classifier(model, folder / "lean.keras")
     for name in ("compiled.keras", "lean.keras"):
         print(f"{name}: {(folder / name).stat().st_size / 1e6:.1f} MB")
+    (folder / "data/model").mkdir(parents=True, exist_ok=True)
+    shutil.copy(folder / "lean.keras", folder / "data/model/model.keras")
+    subprocess.run([sys.executable, "-m", "stages.export"], cwd=folder, check=True,
+                   env=dict(os.environ, PYTHONPATH=str(ROOT)))
 
 
 PHASES = """
@@ -93,6 +105,27 @@ image = np.random.default_rng(0).integers(0, 256, (1, 75, 75, 3), dtype=np.uint8
 for call in ("first call", "second call"):
     start = time.perf_counter()
     class_probabilities(model, image)
+    times[call] = time.perf_counter() - start
+print(repr(times))
+"""
+
+PHASES_LITE = """
+import time
+start = time.perf_counter()
+import numpy as np
+from inception_pipeline import predict
+times = {"import": time.perf_counter() - start}
+start = time.perf_counter()
+path = predict.model_file(None)
+times["export is the model's"] = time.perf_counter() - start
+assert path.suffix == ".tflite", path
+start = time.perf_counter()
+classifier = predict.LiteClassifier(path)
+times["load"] = time.perf_counter() - start
+image = np.random.default_rng(0).integers(0, 256, (1, 75, 75, 3), dtype=np.uint8)
+for call in ("first call", "second call"):
+    start = time.perf_counter()
+    classifier(image, tta_flip=False)
     times[call] = time.perf_counter() - start
 print(repr(times))
 """
@@ -218,6 +251,27 @@ def predict(folder: Path, reps: int) -> None:
     report(results)
 
 
+def predict_lite(folder: Path, reps: int) -> None:
+    results = {"old": [], "new": []}
+    for rep in range(reps):
+        for variant in ("old", "new"):
+            wall, _ = child(folder, variant, ["-m", "inception_pipeline.predict", "image.jpg"])
+            phases = {"inception-predict (wall)": wall}
+            if variant == "new":
+                phases.update(eval(child(folder, variant, ["-c", PHASES_LITE])[1]))
+            results[variant].append(phases)
+            print(f"rep {rep + 1} {variant}: {load()}; " + ", ".join(
+                f"{k} {v:.2f}" for k, v in phases.items()), flush=True)
+    print(f"medians of {reps}:")
+    for name in results["new"][0]:
+        new = statistics.median(r[name] for r in results["new"])
+        if name in results["old"][0]:
+            old = statistics.median(r[name] for r in results["old"])
+            print(f"  {name:24} old {old:6.2f} s   new {new:6.2f} s   new/old {new / old:.2f}")
+        else:
+            print(f"  {name:24}                new {new:6.2f} s")
+
+
 def train(folder: Path, reps: int, template: str = FIT) -> None:
     code = template.format(constants=(SIZE, CLASSES, BATCH, TRAIN, VAL))
     results = {"old": [], "new": []}
@@ -234,7 +288,8 @@ def train(folder: Path, reps: int, template: str = FIT) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("setup", "predict", "train", "first-step"))
+    parser.add_argument("what", choices=("setup", "predict", "predict-lite", "train",
+                                         "first-step"))
     parser.add_argument("folder", type=Path)
     parser.add_argument("--reps", type=int)
     parser.add_argument("--old-ref", default="dfcf72f")
@@ -244,6 +299,8 @@ def main() -> None:
         setup(args.folder.resolve(), args.old_ref)
     elif args.what == "predict":
         predict(args.folder.resolve(), args.reps or 3)
+    elif args.what == "predict-lite":
+        predict_lite(args.folder.resolve(), args.reps or 5)
     else:
         train(args.folder.resolve(), args.reps or 2, FIT if args.what == "train" else FIRST_STEP)
 

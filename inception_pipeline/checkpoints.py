@@ -15,6 +15,7 @@ from pathlib import Path
 import keras
 import yaml
 
+from inception_pipeline.errors import PipelineError
 from inception_pipeline.io import atomic_dir, read_json, write_json
 
 
@@ -55,8 +56,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
     def latest(self) -> tuple[int, Path] | None:
         """(epochs done, folder) of the newest checkpoint of this run, if any."""
         for folder in sorted(self.directory.glob("epoch-[0-9][0-9][0-9][0-9]"), reverse=True):
-            state = read_json(folder / "state.json")
-            if state["fingerprint"] == self.fingerprint:
+            state = self.read(folder / "state.json", read_json)
+            if state.get("fingerprint") == self.fingerprint:
                 return state["epochs_done"], folder
         return None
 
@@ -68,14 +69,24 @@ class EpochCheckpoint(keras.callbacks.Callback):
             return 0
         epochs_done, folder = found
         model.optimizer.build(model.trainable_variables)
-        model.load_weights(folder / "state.weights.h5")
-        states = read_json(folder / "state.json")["seed_generators"]
+        self.read(folder / "state.weights.h5", model.load_weights)
+        states = self.read(folder / "state.json", read_json)["seed_generators"]
         for variable, state in zip(seed_generator_states(model), states, strict=True):
             variable.assign(state)
         if self.live_dir.exists():
             shutil.rmtree(self.live_dir)
         shutil.copytree(folder / "live", self.live_dir)
         return epochs_done
+
+    def read(self, path: Path, reader):
+        """``reader(path)``; a checkpoint file that is missing, truncated or not what it should
+        be (a disk filled up, a hand edit) stops the run in one line."""
+        try:
+            return reader(path)
+        except Exception as err:  # noqa: BLE001 (h5py, Keras and json raise many types)
+            raise PipelineError(f"{path}: damaged checkpoint, cannot resume from it "
+                                f"({type(err).__name__}); delete {self.directory}/ to train "
+                                f"from epoch 1") from None
 
     def on_epoch_end(self, epoch, logs=None):
         # Runs after the DVCLive callback, so the copied folder holds this epoch's curves.

@@ -48,6 +48,13 @@ TRAIN_PLOTS_DIR = TRAIN_LIVE_DIR / "plots"
 CURVES_DIR = TRAIN_PLOTS_DIR / "metrics"
 CHECKPOINT_DIR = Path(".checkpoints/train")  # not an output: it must outlive a killed run
 
+# export: the trained classifier in serving formats, and the .keras file's sha256 they came from
+EXPORT_DIR = Path("data/export")
+SAVED_MODEL = EXPORT_DIR / "saved_model"
+TFLITE_MODEL = EXPORT_DIR / "model.tflite"
+ONNX_MODEL = EXPORT_DIR / "model.onnx"
+EXPORT_INFO = EXPORT_DIR / "export.json"
+
 # evaluate
 EVALUATE_METRICS = Path("metrics/evaluate.json")
 PER_CLASS = Path("metrics/per_class.csv")

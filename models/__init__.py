@@ -14,6 +14,10 @@ class WeightsUnavailable(RuntimeError):
     """Pretrained weights that cannot be had (a failed download); the message says what to do."""
 
 
+class ModelFileError(ValueError):
+    """A model file that cannot be loaded; the message names the file and what is wrong."""
+
+
 # GoogLeNet's training loss: main + AUX_LOSS_WEIGHT * (aux1 + aux2) (Szegedy et al. 2014).
 AUX_LOSS_WEIGHT = 0.3
 
@@ -140,12 +144,42 @@ def save_classifier(model, path) -> None:
 def load_classifier(path):
     """Load a saved classifier for inference, in Keras' safe mode (no arbitrary code from the
     file). Uncompiled: predicting needs no loss, and the pipeline's own loss classes are not
-    part of the models package."""
+    part of the models package. A file that is missing, truncated or not a Keras archive
+    raises ModelFileError, in one line."""
+    import zipfile
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: " + ("a folder, not a .keras file" if path.is_dir()
+                                            else "missing"))
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+    except zipfile.BadZipFile:
+        with open(path, "rb") as f:
+            head = f.read(4)
+        raise ModelFileError(f"{path}: " + (
+            "empty" if not head else
+            "truncated (a zip archive without its end: an interrupted download or copy?)"
+            if head == b"PK\x03\x04" else
+            f"not a Keras model (a .keras file is a zip archive; this one starts {head!r})")
+        ) from None
+    missing = {"config.json", "model.weights.h5"} - names
+    if missing:
+        raise ModelFileError(f"{path}: a zip archive but not a Keras model (no "
+                             f"{' or '.join(sorted(missing))} in it)")
     import keras
 
     import models.layers  # noqa: F401 (registers the custom layers the file refers to)
 
-    return keras.saving.load_model(path, safe_mode=True, compile=False)
+    try:
+        return keras.saving.load_model(path, safe_mode=True, compile=False)
+    except Exception as err:  # noqa: BLE001 (Keras, h5py and zipfile raise many types)
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise ModelFileError(f"{path}: damaged or not a classifier of this project "
+                             f"({type(err).__name__}{': ' + reason[:200] if reason else ''})"
+                             ) from None
 
 
 # Up to this many images (an array) go through one eager call: model.predict first traces and
@@ -164,7 +198,8 @@ def class_probabilities(model, inputs, callbacks=None, tta_flip: bool = False):
     if tta_flip:
         model = _flip_averaged(model)
     if isinstance(inputs, np.ndarray) and len(inputs) <= EAGER_IMAGES:
-        probs = model(inputs, training=False)
+        # In the structure the model was built with (a list of one): else Keras warns.
+        probs = model([inputs] if isinstance(model.input, list) else inputs, training=False)
         probs = [np.asarray(p) for p in probs] if isinstance(probs, list) else np.asarray(probs)
     else:
         probs = model.predict(inputs, verbose=0, callbacks=callbacks)

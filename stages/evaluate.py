@@ -6,7 +6,7 @@ Writes the headline metrics (``scoring``), per-class precision, recall, F1 and e
 
 from __future__ import annotations
 
-from inception_pipeline.errors import run
+from inception_pipeline.errors import PipelineError, run
 from inception_pipeline.io import load_npy, read_csv, read_json, write_csv, write_json
 from inception_pipeline.layout import (
     CLASSES,
@@ -30,15 +30,18 @@ def main() -> None:
 
     from inception_pipeline.batches import Batches, NpyRows
     from inception_pipeline.progress import PredictionProgress
-    from models import class_probabilities, load_classifier
+    from models import ModelFileError, class_probabilities, load_classifier
 
+    try:
+        model = load_classifier(MODEL)
+    except ModelFileError as err:
+        raise PipelineError(str(err)) from None
     images = NpyRows(IMAGES)
     labels = load_npy(LABELS)
     classes = read_json(CLASSES)
     items = read_csv(ITEMS)
     test_idx = load_npy(SPLIT_INDICES["test"])
 
-    model = load_classifier(MODEL)
     batches = Batches(images, labels, test_idx, len(classes), params["evaluate"]["batch_size"])
     probs = class_probabilities(model, batches, callbacks=[PredictionProgress(
         "evaluate: predicting", len(test_idx), params["evaluate"]["batch_size"])],

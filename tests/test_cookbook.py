@@ -120,7 +120,7 @@ def test_experiments_cookbook(project_copy):
 
     # A single change reruns only the stages that read it.
     output = repo.dvc("exp", "run", "-S", "train.loss=categorical")
-    assert stages_run(output) == {"train", "evaluate", "report"}, output
+    assert stages_run(output) == {"train", "export", "evaluate", "report"}, output
     single = re.search(r"Ran experiment\(s\): (\S+)", output).group(1)
     text = repo.dvc("metrics", "diff")  # lists what changed (top-1 may tie on 6 test crops)
     assert "metrics/evaluate.json" in text and "categorical_crossentropy" in text, text
@@ -158,11 +158,11 @@ def test_experiments_cookbook(project_copy):
     for name in queued:
         assert_scored_its_own_predictions(repo, name, runs[name])
     # A queued experiment starts from the workspace, which holds the single change: (categorical,
-    # true) has nothing to run. (binary, true) is the last commit: its model comes from the run
-    # cache, and evaluate and report (outputs in git, not in the cache) rerun.
+    # true) has nothing to run. (binary, true) is the last commit: its model and exports come from
+    # the run cache, and evaluate and report (outputs in git, not in the cache) rerun.
     ran = {combination: stages_run(repo.dvc("queue", "logs", name))
            for combination, name in [*grid.items(), *networks.items()]}
-    trained = {"train", "evaluate", "report"}
+    trained = {"train", "export", "evaluate", "report"}
     assert ran == {("binary", True): {"evaluate", "report"}, ("categorical", True): set(),
                    ("binary", False): trained, ("categorical", False): trained,
                    **{network: trained for network in networks}}, ran

@@ -23,9 +23,11 @@ import yaml
 
 from inception_pipeline.io import read_csv
 from tests.conftest import copy_project
+from tests.test_predict import TOLERANCE
 
 ROOT = Path(__file__).resolve().parents[1]
-ALL_STAGES = {"sample", "crop", "resize", "pack", "split", "train", "evaluate", "report"}
+ALL_STAGES = {"sample", "crop", "resize", "pack", "split", "train", "export", "evaluate",
+              "report"}
 
 pytestmark = pytest.mark.e2e
 
@@ -94,11 +96,12 @@ def test_second_repro_runs_nothing(baseline):
     assert "didn't change, skipping" in output
 
 
-# A change that train alone reads (train.loss, rerunning train, evaluate and report) is
+# A change that train alone reads (train.loss, rerunning train, export, evaluate and report) is
 # tests/test_cookbook.py's first step.
 def test_experiment_reruns_only_what_the_change_affects(project_copy):
     output = project_copy.dvc("exp", "run", "-S", "resize.size=80")
-    assert stages_run(output) == {"resize", "pack", "train", "evaluate", "report"}, output
+    assert stages_run(output) == {"resize", "pack", "train", "export", "evaluate", "report"
+                                  }, output
 
 
 def markdown_rows(text: str) -> list[list[str]]:
@@ -158,10 +161,12 @@ def assert_predict_repeats_evaluate(repo: Repo) -> None:
     image = Path("data/sample") / source
     output = repo.run(str(Path(sys.executable).parent / "inception-predict"), str(image),
                       "--annotation", str(image.with_suffix(".xml")), "--json")
-    results, _ = json.JSONDecoder().raw_decode(output)  # the JSON line, before stderr's logs
-    assert {tuple(r["box"]): (r["top"][0]["class"], round(r["top"][0]["probability"], 4))
-            for r in results} == {box: (row["predicted"], float(row["confidence"]))
-                                  for box, row in boxes.items()}
+    results, _ = json.JSONDecoder().raw_decode(output)  # the JSON line, before any stderr
+    got = {tuple(r["box"]): (r["top"][0]["class"], r["top"][0]["probability"]) for r in results}
+    assert got.keys() == boxes.keys()
+    for box, (top, confidence) in got.items():  # the TFLite export: tests/test_predict.py
+        assert top == boxes[box]["predicted"], box
+        assert abs(confidence - float(boxes[box]["confidence"])) <= 5e-5 + TOLERANCE, box
 
 
 def test_every_regulariser_at_once_trains_evaluates_and_reports(project_copy):
@@ -173,7 +178,7 @@ def test_every_regulariser_at_once_trains_evaluates_and_reports(project_copy):
                 "train.random_erasing=0.5", "train.class_weight=balanced", "train.patience=1",
                 "evaluate.tta_flip=true"]
     output = project_copy.dvc("exp", "run", *[arg for s in settings for arg in ("-S", s)])
-    assert stages_run(output) == {"train", "evaluate", "report"}, output
+    assert stages_run(output) == {"train", "export", "evaluate", "report"}, output
     report = (project_copy.path / "reports/report.md").read_text(encoding="utf-8")
     assert ("regularisers: weight decay 0.05, weight EMA 0.9, scale jitter 0.25, colour jitter "
             "0.4, MixUp 0.2, CutMix 1.0, random erasing 0.5, balanced class weights.") in \
@@ -213,7 +218,7 @@ def test_killed_retrain_resumes_and_reproduces_the_run_byte_for_byte(project_cop
 
     # Forced again: unforced, DVC would restore the model its cache holds for these settings.
     output = repo.run(*command)
-    assert stages_run(output) == {"train", "evaluate", "report"}, output
+    assert stages_run(output) == {"train", "export", "evaluate", "report"}, output
     assert "resuming after epoch 1" in output, output
     assert not checkpoints.exists()  # a completed run removes its checkpoint
     for split in ("train", "eval"):  # every epoch once, each with the uninterrupted run's loss

@@ -1,7 +1,9 @@
-"""predict: on the source images and their boxes it gives exactly what evaluate recorded for the
-test crops, because it prepares them with the training's own crop, resize and pack steps."""
+"""predict and export: on the source images and their boxes predict gives what evaluate recorded
+for the test crops, because it prepares them with the training's own crop, resize and pack
+steps; the exported SavedModel, TFLite and ONNX files give what the Keras model gives."""
 
 import json
+import os
 import subprocess
 import sys
 from functools import partial
@@ -16,14 +18,30 @@ from inception_pipeline import predict
 from inception_pipeline.annotations import Box, parse_voc, to_pixels
 from inception_pipeline.errors import run
 from inception_pipeline.io import read_csv
-from inception_pipeline.layout import CROPS_DIR, IMAGES, ITEMS, MANIFEST, MODEL, PREDICTIONS
+from inception_pipeline.layout import (
+    CROPS_DIR,
+    IMAGES,
+    ITEMS,
+    MANIFEST,
+    MODEL,
+    ONNX_MODEL,
+    PREDICTIONS,
+    SAVED_MODEL,
+    SPLIT_INDICES,
+    TFLITE_MODEL,
+)
 from inception_pipeline.params import load_params
+from inception_pipeline.runtime import START_UP_NOISE
 from inception_pipeline.synthetic import Object, voc_xml
 from stages import crop, evaluate, pack, resize, sample, split
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = Path("data/sample")
 BOX_FIELDS = ("xmin", "ymin", "xmax", "ymax")
+# The most a class probability of an export may differ from the Keras model's (float32). The
+# TFLite file runs LiteRT's XNNPACK kernels, which sum in another order than TensorFlow's oneDNN
+# ones; on the test crops here it differed by at most 2.4e-7 (AMD EPYC), within the same bound.
+TOLERANCE = 1e-5
 
 
 def rotate_behind_exif(path: Path) -> None:
@@ -132,7 +150,10 @@ def evaluated(tmp_path_factory):
         MODEL.parent.mkdir(parents=True)
         model.save(MODEL)
         evaluate.main()
-        yield
+        # As dvc runs it, in its own process: the test of quiet start-up reads its stderr.
+        yield subprocess.run([sys.executable, "-m", "stages.export"], check=True, text=True,
+                             capture_output=True, timeout=1200,
+                             env=dict(os.environ, PYTHONPATH=str(ROOT)))
 
 
 def test_model_inputs_are_the_packed_arrays_byte_for_byte(evaluated):
@@ -169,21 +190,151 @@ def recorded_predictions() -> dict[tuple[Path, Box], tuple[str, float]]:
 
 
 def predicted(argv: list[str], capsys) -> dict[tuple[Path, Box], tuple[str, float]]:
-    """The same from inception-predict --json."""
+    """The same from inception-predict --json, probabilities unrounded."""
     predict.main(["--json", *argv])
     return {(Path(r["image"]), tuple(r["box"])):
-            (r["top"][0]["class"], round(r["top"][0]["probability"], 4))
+            (r["top"][0]["class"], r["top"][0]["probability"])
             for r in json.loads(capsys.readouterr().out)}
 
 
-@pytest.mark.parametrize("write_annotations", [write_csv_annotations, write_coco_annotations],
-                         ids=["csv", "coco"])
-def test_predict_gives_the_predictions_evaluate_recorded(evaluated, capsys, write_annotations):
+def assert_agree(got: dict, recorded: dict, tolerance: float | None) -> None:
+    """Same crops, same top class, and a confidence that rounds to evaluate's 4 decimals
+    (tolerance None: the Keras model, which evaluate ran) or lies within ``tolerance`` of it
+    (plus evaluate's rounding)."""
+    assert got.keys() == recorded.keys()
+    for key, (top, confidence) in got.items():
+        assert top == recorded[key][0], key
+        if tolerance is None:
+            assert round(confidence, 4) == recorded[key][1], key
+        else:
+            assert abs(confidence - recorded[key][1]) <= 5e-5 + tolerance, key
+
+
+@pytest.mark.parametrize("write_annotations, model", [
+    (write_csv_annotations, []), (write_coco_annotations, []),
+    (write_csv_annotations, ["--model", str(MODEL)])], ids=["csv", "coco", "csv-keras"])
+def test_predict_gives_the_predictions_evaluate_recorded(evaluated, capsys, write_annotations,
+                                                         model):
+    """By default with the TFLite export (the fast start), or with the .keras file."""
+    assert predict.model_file(None) == TFLITE_MODEL
     recorded = recorded_predictions()
     sources = sorted({image for image, _ in recorded})
-    got = predicted(["--annotation", str(write_annotations(SAMPLE)), *map(str, sources)], capsys)
+    got = predicted(["--annotation", str(write_annotations(SAMPLE)), *map(str, sources),
+                     *model], capsys)
     assert len({top for top, _ in got.values()}) > 1
-    assert got == recorded
+    assert_agree(got, recorded, None if model else TOLERANCE)
+
+
+def test_a_dataset_folder_with_its_annotations_to_csv(evaluated, tmp_path):
+    """The whole sample folder, its VOC boxes found beside each image as crop finds them: every
+    crop of the dataset, and for the test crops evaluate's predictions."""
+    out = tmp_path / "predictions.csv"
+    predict.main([str(SAMPLE), "--annotation", str(SAMPLE), "--csv", str(out), "--top-k", "2"])
+    rows = read_csv(out)
+    assert list(rows[0]) == predict.CSV_FIELDS
+    assert [row["rank"] for row in rows] == ["1", "2"] * (len(rows) // 2)
+    top = {(Path(row["image"]), tuple(map(int, row["box"].split(",")))):
+           (row["class"], float(row["probability"])) for row in rows if row["rank"] == "1"}
+    manifest = read_csv(CROPS_DIR / MANIFEST)
+    assert set(top) == {(SAMPLE / row["source"], tuple(int(row[k]) for k in BOX_FIELDS))
+                        for row in manifest}
+    recorded = recorded_predictions()
+    assert_agree({key: top[key] for key in recorded}, recorded, TOLERANCE)
+
+
+def test_files_in_a_folder_that_are_not_images_are_skipped(evaluated, tmp_path, capsys):
+    folder = tmp_path / "photos"
+    (folder / "nested").mkdir(parents=True)
+    image = next(SAMPLE.glob("*/00002.jpg"))
+    (folder / "nested" / "a.jpg").write_bytes(image.read_bytes())
+    (folder / "notes.md").write_text("not an image\n")
+    (folder / "a.xml").write_text("<annotation/>\n")  # an annotation: not even looked at
+    predict.main([str(folder)])
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0] == f"{folder / 'nested' / 'a.jpg'} [box 0,0,%d,%d]" % Image.open(
+        image).size
+    assert err == (f"inception-predict: skipped {folder / 'notes.md'}: unreadable image "
+                   f"(UnidentifiedImageError)\n")
+
+
+def test_a_stale_export_is_not_used(evaluated, monkeypatch, capsys):
+    """An export of another model.keras (retrained, the export not rerun) gives way to it."""
+    monkeypatch.setattr(predict, "file_sha256", lambda path: "another model")
+    assert predict.model_file(None) == MODEL
+    assert "is the export of another" in capsys.readouterr().err
+    assert predict.model_file(Path("x.tflite")) == Path("x.tflite")
+
+
+@pytest.fixture(scope="module")
+def keras_on_test_crops(evaluated) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The test crops and the Keras model's class probabilities (float32) for them, alone and
+    averaged with the mirror images' (evaluate.tta_flip)."""
+    from models import class_probabilities, load_classifier
+
+    crops = np.load(IMAGES)[np.load(SPLIT_INDICES["test"])]
+    model = load_classifier(MODEL)
+    return crops, *(class_probabilities(model, crops, tta_flip=flip).astype(np.float32)
+                    for flip in (False, True))
+
+
+def test_the_saved_model_gives_the_keras_models_probabilities(keras_on_test_crops):
+    import tensorflow as tf
+
+    crops, expected, _ = keras_on_test_crops
+    serve = tf.saved_model.load(str(SAVED_MODEL)).signatures["serving_default"]
+    assert serve.structured_input_signature[1]["images"] == tf.TensorSpec(
+        (None, 65, 65, 3), tf.uint8, name="images")
+    got = serve(images=tf.constant(crops))["predictions"].numpy()
+    np.testing.assert_allclose(got, expected, rtol=0, atol=TOLERANCE)
+
+
+def test_the_tflite_file_gives_the_keras_models_probabilities(keras_on_test_crops):
+    """Alone, and as predict averages it with the mirror images (evaluate.tta_flip)."""
+    crops, expected, expected_flipped = keras_on_test_crops
+    lite = predict.LiteClassifier(TFLITE_MODEL)
+    got = lite(crops, tta_flip=False)
+    print(f"TFLite against Keras, max abs difference: {np.abs(got - expected).max():.2e}")
+    np.testing.assert_allclose(got, expected, rtol=0, atol=TOLERANCE)
+    np.testing.assert_allclose(lite(crops, tta_flip=True), expected_flipped, rtol=0,
+                               atol=TOLERANCE)
+    assert np.abs(expected_flipped - expected).max() > 100 * TOLERANCE  # the mirror counts
+
+
+def test_the_onnx_file_gives_the_keras_models_probabilities(keras_on_test_crops):
+    import onnxruntime
+
+    crops, expected, _ = keras_on_test_crops
+    session = onnxruntime.InferenceSession(str(ONNX_MODEL), providers=["CPUExecutionProvider"])
+    assert [(i.name, i.type, i.shape[1:]) for i in session.get_inputs()] == [
+        ("images", "tensor(uint8)", [65, 65, 3])]
+    got, = session.run(["predictions"], {"images": crops})
+    np.testing.assert_allclose(got, expected, rtol=0, atol=TOLERANCE)
+
+
+def test_no_tensorflow_start_up_line_reaches_the_terminal(evaluated):
+    """The export stage (which runs TensorFlow's converters) and the predict CLI on the .keras
+    file write nothing to stderr; INCEPTION_TF_LOG=1 brings TensorFlow's log back."""
+    assert evaluated.stderr == ""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    image = str(next(SAMPLE.glob("*/00003.jpg")))
+    done = subprocess.run([sys.executable, "-m", "inception_pipeline.predict", image,
+                           "--model", str(MODEL)], check=True, capture_output=True, text=True,
+                          timeout=600, env=env)
+    assert done.stderr == "" and done.stdout.startswith(image)
+    done = subprocess.run([sys.executable, "-c", "from inception_pipeline.runtime import "
+                           "configure_tensorflow; configure_tensorflow()"], check=True,
+                          capture_output=True, timeout=600, env=dict(env, INCEPTION_TF_LOG="1"))
+    assert all(noise in done.stderr for noise in START_UP_NOISE[:2])
+
+
+def test_a_truncated_tflite_file_is_one_line(evaluated, tmp_path, capsys):
+    cut = tmp_path / "cut.tflite"
+    cut.write_bytes(TFLITE_MODEL.read_bytes()[:100_000])
+    with pytest.raises(SystemExit) as exit_:
+        run(partial(predict.main, [str(next(SAMPLE.glob("*/00003.jpg"))), "--model", str(cut)]))
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == (f"error: {cut}: not a TFLite model, or damaged (The "
+                                       f"model is not a valid Flatbuffer buffer)\n")
 
 
 def test_yolo_boxes_are_fractions_of_the_picture_as_shown(evaluated):
@@ -198,7 +349,7 @@ def test_predict_with_a_yolo_label_file(evaluated, capsys):
     recorded = recorded_predictions()
     image = min(image for image, _ in recorded)
     got = predicted([str(image), "--annotation", str(write_yolo_labels(image))], capsys)
-    assert got == {key: top for key, top in recorded.items() if key[0] == image}
+    assert_agree(got, {key: top for key, top in recorded.items() if key[0] == image}, TOLERANCE)
 
 
 def test_a_few_images_predicted_eagerly_score_as_the_graph_does_bit_for_bit(evaluated):
@@ -281,3 +432,30 @@ def test_bad_annotation_is_one_line(picture, capsys, name, content, images, mess
         run(partial(predict.main, [*images, "--annotation", name]))
     assert exit_.value.code == 2
     assert capsys.readouterr().err == f"error: {message}\n"
+
+
+@pytest.mark.parametrize("annotations, files", [
+    ("yolo", {"images/a/x.png": None, "labels/a/x.txt": b"0 0.5 0.5 0.5 0.5\n"}),
+    ("yolo", {"images/a/x.png": None, "images/a/x.txt": b"0 0.5 0.5 0.5 0.5\n"}),
+    ("voc", {"cat/x.png": None, "cat/x.xml": voc_xml("x.png", "cat", (100, 80), [
+        Object("cat", (25, 20, 75, 60))])}),
+    ("csv", {"cat/x.png": None, "annotations.csv": b"path,xmin,ymin,xmax,ymax\n"
+                                                   b"cat/x.png,25,20,75,60\n"}),
+    ("coco", {"images/x.png": None, "annotations.json": json.dumps({
+        "images": [{"id": 1, "file_name": "images/x.png"}], "categories": [{"id": 0, "name": "c"}],
+        "annotations": [{"image_id": 1, "category_id": 0, "bbox": [25, 20, 50, 40]}]}).encode()}),
+], ids=["yolo-labels", "yolo-beside", "voc", "csv", "coco"])
+def test_a_dataset_folder_gives_each_image_its_boxes_as_crop_finds_them(tmp_path, annotations,
+                                                                       files):
+    """--annotation FOLDER with data.annotations: the same box (25, 20, 75, 60) of a 100x80
+    image, wherever each format keeps it."""
+    for name, content in files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if content is None:
+            Image.new("RGB", (100, 80)).save(path)
+            image = path
+        else:
+            path.write_bytes(content)
+    boxes = predict.read_annotation(tmp_path, annotations).boxes(image)
+    assert [to_pixels(box, 100, 80) for box in boxes] == [(25, 20, 75, 60)]

@@ -1,0 +1,70 @@
+"""The trained classifier in serving formats: a TensorFlow SavedModel (TF Serving), a TFLite
+file (LiteRT: phones, and inception-predict's fast start) and an ONNX file (ONNX Runtime).
+
+Each takes a batch of uint8 RGB images, named ``images``, (N, size, size, 3) at the model's
+resize.size, and gives the main head's softmax, named ``predictions``, (N, classes): the pixel
+scaling is a layer inside the model, so a server feeds the crops as they are. GoogLeNet's
+auxiliary heads are training aids and are left out; so is the augmentation, which is traced
+with ``training=False``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+INPUT, OUTPUT = "images", "predictions"
+SIGNATURE = "serving_default"  # the SavedModel signature TF Serving calls by default
+ONNX_OPSET = 17
+
+
+def file_sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def inference_model(model):
+    """The classifier with one input and its main head as the only output."""
+    import keras
+
+    return keras.Model(model.inputs[0], model.outputs[model.output_names.index(OUTPUT)],
+                       name=model.name)
+
+
+def serving_function(model):
+    """A tf.function: uint8 images (any batch size) -> {"predictions": class probabilities}."""
+    import tensorflow as tf
+
+    size = model.input_shape[1]
+    spec = tf.TensorSpec((None, size, size, 3), tf.uint8, name=INPUT)
+    return tf.function(lambda images: {OUTPUT: model(images, training=False)},
+                       input_signature=[spec])
+
+
+def write_saved_model(model, path: Path) -> None:
+    import keras
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    function = serving_function(model)
+    archive.add_endpoint(SIGNATURE, function, input_signature=function.input_signature)
+    archive.write_out(str(path), verbose=False)
+
+
+def tflite_bytes(saved_model: Path) -> bytes:
+    """The SavedModel converted to TFLite, float32 as trained (no quantisation)."""
+    import tensorflow as tf
+
+    return tf.lite.TFLiteConverter.from_saved_model(str(saved_model)).convert()
+
+
+def write_onnx(model, path: Path) -> None:
+    import tensorflow as tf
+    import tf2onnx
+
+    logging.getLogger("tf2onnx").setLevel(logging.WARNING)  # its INFO lines: every pass it runs
+    function = serving_function(model)
+    with tf.device("/cpu:0"):
+        tf2onnx.convert.from_function(function, input_signature=function.input_signature,
+                                      opset=ONNX_OPSET, output_path=str(path))
