@@ -6,7 +6,7 @@ REQUIREMENTS ?= requirements.txt
 STAMP := $(VENV)/.installed-$(REQUIREMENTS)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: repro test claims venv clean-venv chromium
+.PHONY: repro test claims venv clean-venv chromium turbojpeg
 
 # (Re)create the environment when it is missing or its requirements changed. The project itself
 # is installed editable: the library, the stages and the CLIs (inception-predict, ...).
@@ -20,15 +20,15 @@ $(STAMP): $(REQUIREMENTS) pyproject.toml
 
 venv: $(STAMP)
 
-repro: $(STAMP)
+repro: $(STAMP) turbojpeg
 	dvc repro
 
 # The study's and the paper's claims: claims/grid.yaml's runs as DVC experiments (hours on a
 # CPU; only the runs claims/runs/ lacks), then claims/report.md and claims/curves.png.
-claims: $(STAMP)
+claims: $(STAMP) turbojpeg
 	inception-claims run
 
-test: $(STAMP) chromium
+test: $(STAMP) chromium turbojpeg
 	python -m pytest
 
 # Headless Chromium from Debian's packages, for tests/test_plots_offline.py (apt needs root).
@@ -36,6 +36,13 @@ chromium:
 	@command -v chromium >/dev/null || { apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium \
 		>/dev/null; }
+
+# libjpeg-turbo's TurboJPEG library from Debian's packages, which PyTurboJPEG loads: crop and
+# predict decode a JPEG box by box with it.
+turbojpeg:
+	@ldconfig -p | grep -q libturbojpeg.so.0 || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		libturbojpeg0 >/dev/null; }
 
 clean-venv:
 	rm -rf $(VENV)

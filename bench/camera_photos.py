@@ -2,15 +2,15 @@
 against the code of another commit (``--previous``; dfcf72f decoded every photo and stored
 every crop at full size).
 
-    python bench/camera_photos.py generate DIR [--photos 200]
+    python bench/camera_photos.py generate DIR [--photos 200] [--largest-box 1800]
     python bench/camera_photos.py compare DATA_DIR --previous REV [--reps 3] [--scratch DIR]
                                           [--bare]
-    python bench/camera_photos.py difference DATA_DIR
-    python bench/camera_photos.py steps DATA_DIR [--photos 60]
+    python bench/camera_photos.py difference DATA_DIR --previous REV
+    python bench/camera_photos.py steps DATA_DIR --previous REV [--photos 60]
 
 generate: 4000x3000 JPEGs (quality 90, textured with pixel noise so that each weighs about
-2.6 MB, as a phone's 12 MP photo does) in 4 class folders, each with 1-2 boxes of 300-1800 px
-a side and a VOC XML beside it.
+2.6 MB, as a phone's 12 MP photo does) in 4 class folders, each with 1-2 boxes of 300 to
+LARGEST_BOX px a side and a VOC XML beside it.
 
 compare: three contenders on the same files, interleaved rep by rep, each a process tree
 measured as in bench/data_stages.py (wall, CPU seconds, peak of the summed RSS):
@@ -25,14 +25,16 @@ Each project runs once untimed first, so that DVC's hashes of DATA_DIR are cache
 in a user's repeated runs. Also printed: the crops' shards on disk against the source JPEGs,
 and whether both projects wrote the same images.npy.
 
-difference: per 75x75 image (resize.size, stretch) on DATA_DIR's VOC boxes, how far this
-checkout's crop + resize lands from the previous path (the whole photo decoded, the box cut at
-full size and resized to 75x75 directly): mean and max absolute difference over all pixels;
-the same for a box filter in place of crop's Lanczos.
+difference: every VOC box of DATA_DIR through this checkout's crop and the crop of commit REV
+(crop.margin, crop.max_side from params.yaml), and through resize (75x75, stretch); mean and max
+absolute difference over all values: the crops as stored, the 75x75 images, and each 75x75
+image against the full-size path (the whole photo decoded, the box cut at full size and resized
+to 75x75 directly).
 
 steps: CPU milliseconds per photo of crop's steps, in one process (``time.process_time``,
-medians over the first PHOTOS photos), beside ``cv2.imread`` of the same file; and how many
-photos were decoded at each scale.
+medians over the first PHOTOS photos), beside commit REV's decode, ``cv2.imread`` and a
+TurboJPEG decode of the whole photo at 1/8 (the entropy decoding every approach pays); and how many
+boxes (JPEG: each decoded on its own) or photos (other formats) were decoded at each scale.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SIZE = 75
 
 
-def generate(out: Path, photos: int) -> None:
+def generate(out: Path, photos: int, largest_box: int) -> None:
     from PIL import Image
 
     from inception_pipeline.synthetic import Object, voc_xml
@@ -69,7 +71,7 @@ def generate(out: Path, photos: int) -> None:
         image = Image.fromarray(np.clip(base + noise, 0, 255).astype(np.uint8))
         objects = []
         for _ in range(int(rng.integers(1, 3))):
-            w, h = (int(v) for v in rng.integers(300, 1801, 2))
+            w, h = (int(v) for v in rng.integers(300, largest_box + 1, 2))
             x, y = int(rng.integers(0, 4000 - w)), int(rng.integers(0, 3000 - h))
             objects.append(Object(label, (x, y, x + w, y + h)))
         folder = out / label
@@ -156,11 +158,12 @@ def compare(data_dir: Path, previous: str, reps: int, scratch: Path, bare: bool)
     med = {k: [statistics.median(r[i] for r in v) for i in range(3)] for k, v in results.items()}
     print(f"\nmedians of {reps} reps, {len(files)} photos ({crops} crops), {workers} workers, "
           f"{'bare stages' if bare else 'dvc repro'}:")
-    print("| contender | wall s | photos/s | CPU s | peak RSS MiB (tree sum) |")
-    print("|---|---:|---:|---:|---:|")
+    print("| contender | wall s | photos/s | CPU s | CPU ms per photo | peak RSS MiB (tree sum) |")
+    print("|---|---:|---:|---:|---:|---:|")
     for k, (seconds, peak, cpu) in med.items():
-        print(f"| {k} | {seconds:.1f} | {len(files) / seconds:.1f} | {cpu:.1f} | {mib(peak)} |")
-    print(f"\nours / study throughput: {med['study'][0] / med['ours'][0]:.2f}x (target >= 2)")
+        print(f"| {k} | {seconds:.1f} | {len(files) / seconds:.1f} | {cpu:.1f} | "
+              f"{cpu / len(files) * 1000:.0f} | {mib(peak)} |")
+    print(f"\nours / study throughput: {med['study'][0] / med['ours'][0]:.2f}x (target >= 4)")
     print(f"ours / previous throughput: {med['previous'][0] / med['ours'][0]:.2f}x")
     jpegs = disk(files)
     for name, project in projects.items():
@@ -170,7 +173,18 @@ def compare(data_dir: Path, previous: str, reps: int, scratch: Path, bare: bool)
               f"{md5(project / 'data' / 'packed' / 'images.npy')}")
 
 
-def difference(data_dir: Path) -> None:
+def previous_images(rev: str):
+    """inception_pipeline/images.py as commit ``rev`` had it, as a module of its own."""
+    import types
+
+    source = subprocess.run(["git", "show", f"{rev}:inception_pipeline/images.py"], cwd=ROOT,
+                            capture_output=True, text=True, check=True).stdout
+    module = types.ModuleType("previous_images")
+    exec(compile(source, f"{rev}:inception_pipeline/images.py", "exec"), module.__dict__)
+    return module
+
+
+def difference(data_dir: Path, previous: str) -> None:
     from PIL import Image, ImageOps
 
     from inception_pipeline.annotations import parse_voc
@@ -183,51 +197,64 @@ def difference(data_dir: Path) -> None:
     )
 
     configure_decoders()  # as crop and resize decode
+    old = previous_images(previous)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     margin, max_side = params["crop"]["margin"], params["crop"]["max_side"]
-    stats = {"ours": [0, 0, 0], "ours with a box filter": [0, 0, 0]}  # sum, max, values differing
-    count = shrunk = 0
+    # sum, max, values differing, values: crops as stored (crop.max_side) and as packed (75x75)
+    stats = {k: [0, 0, 0, 0] for k in ("crop: ours / previous", "75x75: ours / previous",
+                                       "75x75: ours / full size", "75x75: previous / full size")}
+
+    def add(name: str, a: np.ndarray, b: np.ndarray) -> None:
+        diff = np.abs(a.astype(int) - b.astype(int))
+        stat = stats[name]
+        stat[0] += diff.sum()
+        stat[1] = max(stat[1], int(diff.max()))
+        stat[2] += int((diff > 0).sum())
+        stat[3] += diff.size
+
+    crops = shrunk = other_scale = 0
     for path in images_of(data_dir):
         data = path.read_bytes()
         boxes = [box for _, box in parse_voc(path.with_suffix(".xml").read_bytes())]
         full = ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB")
-        photo = Photo(data, 10**9)
-        regions = [crop_region(box, margin, photo.width, photo.height)[0] for box in boxes]
-        photo.load(regions, max_side)
-        for x0, y0, x1, y1 in regions:
-            direct = resize_image(np.asarray(full.crop((x0, y0, x1, y1))), SIZE, "stretch")
-            size = bounded_size(x1 - x0, y1 - y0, max_side)
-            shrunk += size != (x1 - x0, y1 - y0)
-            # Photo.cut with Image.Resampling.BOX for LANCZOS (these photos have no EXIF
-            # orientation, so the stored frame is the upright one).
-            boxed = (photo.cut((x0, y0, x1, y1), max_side) if size == (x1 - x0, y1 - y0)
-                     else np.asarray(photo.image.resize(size, Image.Resampling.BOX, box=tuple(
-                         v / photo.scale for v in (x0, y0, x1, y1)))))
-            for name, cut in (("ours", photo.cut((x0, y0, x1, y1), max_side)),
-                              ("ours with a box filter", boxed)):
-                diff = np.abs(resize_image(cut, SIZE, "stretch").astype(int) - direct)
-                stat = stats[name]
-                stat[0] += diff.sum()
-                stat[1] = max(stat[1], int(diff.max()))
-                stat[2] += int((diff > 0).sum())
-            count += direct.size
-    print(f"{data_dir}: {count // (SIZE * SIZE * 3)} crops, {shrunk} longer than "
-          f"crop.max_side={max_side}; against the full-size path, over all 75x75 images:")
-    for name, (total, largest, differing) in stats.items():
-        print(f"{name}: mean abs difference {total / count:.3f}, max {largest}, "
-              f"{differing / count:.1%} of values differ")
+        ours, before = Photo(data, 10**9), old.Photo(data, 10**9)
+        regions = [crop_region(box, margin, ours.width, ours.height)[0] for box in boxes]
+        ours.load(regions, max_side)
+        before.load(regions, max_side)
+        for region in regions:
+            x0, y0, x1, y1 = region
+            crops += 1
+            shrunk += bounded_size(x1 - x0, y1 - y0, max_side) != (x1 - x0, y1 - y0)
+            part = ours.parts.get(ours.stored_box(region))
+            other_scale += (part.scale if part else ours.scale) != before.scale
+            a, b = ours.cut(region, max_side), before.cut(region, max_side)
+            add("crop: ours / previous", a, b)
+            direct = resize_image(np.asarray(full.crop(region)), SIZE, "stretch")
+            a, b = (resize_image(cut, SIZE, "stretch") for cut in (a, b))
+            add("75x75: ours / previous", a, b)
+            add("75x75: ours / full size", a, direct)
+            add("75x75: previous / full size", b, direct)
+    print(f"{data_dir}: {crops} crops, {shrunk} longer than crop.max_side={max_side}, "
+          f"{other_scale} decoded at another scale than {previous} decodes their photo at")
+    print("| pair | mean abs difference | max | values differing |\n|---|---:|---:|---:|")
+    for name, (total, largest, differing, values) in stats.items():
+        print(f"| {name} | {total / values:.3f} | {largest} | {differing / values:.1%} |")
 
 
-def steps(data_dir: Path, photos: int) -> None:
+def steps(data_dir: Path, photos: int, previous: str) -> None:
     import cv2
+    from turbojpeg import TurboJPEG
 
     from inception_pipeline.annotations import parse_voc
     from inception_pipeline.images import Photo, configure_decoders, crop_region
 
     configure_decoders()  # as crop decodes
+    old = previous_images(previous)
+    turbo = TurboJPEG()
     clock = time.process_time
-    times: dict[str, list[float]] = {k: [] for k in ("header", "XML", "decode", "cut",
-                                                     "SHA-256", "cv2.imread")}
+    times: dict[str, list[float]] = {k: [] for k in (
+        "header", "XML", "decode", "cut", "SHA-256", f"decode ({previous})", "cv2.imread",
+        "TurboJPEG whole at 1/8")}
     scales = []
     for path in images_of(data_dir)[:photos]:
         data = path.read_bytes()
@@ -244,12 +271,16 @@ def steps(data_dir: Path, photos: int) -> None:
         marks.append(clock())
         hashlib.sha256(data).hexdigest()
         marks.append(clock())
+        old.Photo(data, 10**9).load(regions, 299)
+        marks.append(clock())
         cv2.imread(str(path))
+        marks.append(clock())
+        turbo.decode(data, scaling_factor=(1, 8))  # every block's entropy decoded, little else
         marks.append(clock())
         for name, start, end in zip(times, marks[:-1], marks[1:], strict=True):
             times[name].append((end - start) * 1000)
-        scales.append(photo.scale)
-    print(f"{data_dir}, {len(scales)} photos: decoded at 1/s for s: "
+        scales += [part.scale for part in photo.parts.values()] or [photo.scale]
+    print(f"{data_dir}, {photos} photos: boxes (JPEG) or photos decoded at 1/s for s: "
           f"{ {s: scales.count(s) for s in sorted(set(scales))} }")
     print("median CPU ms per photo: " + ", ".join(f"{k} {statistics.median(v):.1f}"
                                                  for k, v in times.items()))
@@ -261,6 +292,7 @@ def main() -> None:
     gen = sub.add_parser("generate")
     gen.add_argument("out", type=Path)
     gen.add_argument("--photos", type=int, default=200)
+    gen.add_argument("--largest-box", type=int, default=1800, help="longest box side, px")
     cmp = sub.add_parser("compare")
     cmp.add_argument("data_dir", type=Path)
     cmp.add_argument("--previous", required=True, help="commit whose code is 'previous'")
@@ -269,20 +301,22 @@ def main() -> None:
     cmp.add_argument("--bare", action="store_true", help="the stages without dvc repro")
     dif = sub.add_parser("difference")
     dif.add_argument("data_dir", type=Path)
+    dif.add_argument("--previous", required=True, help="commit whose images.py is 'previous'")
     stp = sub.add_parser("steps")
     stp.add_argument("data_dir", type=Path)
     stp.add_argument("--photos", type=int, default=60)
+    stp.add_argument("--previous", required=True, help="commit whose decode to time beside")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     if args.command == "generate":
-        generate(args.out, args.photos)
+        generate(args.out, args.photos, args.largest_box)
     elif args.command == "compare":
         compare(args.data_dir.resolve(), args.previous, args.reps, args.scratch.resolve(),
                 args.bare)
     elif args.command == "difference":
-        difference(args.data_dir.resolve())
+        difference(args.data_dir.resolve(), args.previous)
     else:
-        steps(args.data_dir.resolve(), args.photos)
+        steps(args.data_dir.resolve(), args.photos, args.previous)
 
 
 if __name__ == "__main__":

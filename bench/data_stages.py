@@ -12,7 +12,8 @@ rep by rep (study, ours, decode, study, ours, decode, ...), each as its own proc
   scratch copy of the project (data.dir = DATA_DIR, data.workers = 0: all cores), timed end to
   end; ``stages.split`` is timed after them for the per-stage table, outside the comparison.
 - decode: cv2.imdecode of the same JPEGs over as many processes as ours uses, nothing else:
-  the fastest any pipeline that decodes each file once can go.
+  the fastest any pipeline that decodes each file whole at full size can go (crop decodes a
+  large JPEG reduced or region by region, below it: bench/camera_photos.py steps).
 
 Peak memory: the peak of the sum of RSS over the contender's whole process tree (its process and
 every descendant, i.e. the stage's worker processes), sampled every 50 ms. Summing counts pages

@@ -114,6 +114,8 @@ def crop_file(job: Job) -> Outcome:
             regions.append(err)
     try:
         image.load([r[0] for r in regions if isinstance(r, tuple)], job.max_side)
+    except PipelineError:  # the decoder library missing: not the file's fault
+        raise
     except Exception as err:  # noqa: BLE001 (as above: a truncated file fails here)
         outcome.rejects.append(reject(job.source, "unreadable image",
                                       f"{type(err).__name__}: {err}"))

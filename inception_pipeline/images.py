@@ -1,19 +1,24 @@
-"""The image functions crop, resize and predict share, so that predict prepares a photo exactly
-as training did: open and decode (decompression-bomb check, JPEG decoded reduced when the boxes
-allow, EXIF orientation), clip and widen a box, cut it out at a bounded size, resize to the
-network's input. Importing it changes no setting: the stages and commands that decode call
-``configure_decoders()`` first."""
+"""The image functions crop, resize and predict share, so that predict prepares a photo exactly as
+training did: open and decode (decompression-bomb check, a JPEG decoded region by region and
+reduced where the region allows, EXIF orientation), clip and widen a box, cut it out at a bounded
+size, resize to the network's input. Importing it changes no setting: the stages and commands
+that decode call ``configure_decoders()`` first."""
 
 from __future__ import annotations
 
+import functools
 import io
 import math
+import warnings
+from typing import NamedTuple
 
 import cv2
 import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
+from turbojpeg import TJPF_RGB, TurboJPEG, tjMCUHeight, tjMCUWidth
 
 from inception_pipeline.annotations import AnnotationError, Box
+from inception_pipeline.errors import PipelineError
 
 
 def configure_decoders() -> None:
@@ -53,6 +58,18 @@ TO_STORED = {
     Image.Transpose.ROTATE_90: lambda x, y, w, h: (w - y, x),
 }
 DCT_SCALES = (8, 4, 2, 1)  # the reductions libjpeg decodes at directly
+# Decoded region by region with libjpeg-turbo; MPO is a phone's JPEG with extra pictures after
+# the first.
+REGION_FORMATS = {"JPEG", "MPO"}
+# The regions of a photo decoded at full size are cut out when they cover less than this share
+# of it: beyond, re-decoding their blocks costs more than the whole decode; and only from a
+# photo of at least this many pixels: below, the cut-out's fixed cost is most of what it saves
+# (cut_out_pays).
+CUT_OUT_SHARE = 0.2
+CUT_OUT_MIN_PIXELS = 1_000_000
+# Pixels of a reduced decode beyond a box that its crop depends on: cut's Lanczos reaches 3
+# lobes of at most a 2x shrink (6), chroma upsampling one more, and one to spare.
+REGION_CONTEXT = 8
 
 
 class Photo:
@@ -61,7 +78,11 @@ class Photo:
     need, cut region by region by ``cut``. Regions are pixel edges of the upright picture (EXIF
     orientation applied), the frame of ``width`` x ``height`` that boxes refer to.
 
-    The format comes from the content, not the file name.
+    A JPEG (baseline or progressive, YCbCr, RGB or greyscale) that a small region would make
+    decode at full size is decoded region by region with libjpeg-turbo: each region's blocks
+    are cut out losslessly (one pass over the file for all regions) and only they are decoded,
+    at the region's own DCT reduction. Other photos are decoded whole. The format comes from
+    the content, not the file name.
     """
 
     def __init__(self, data: bytes, max_pixels: int):
@@ -77,21 +98,27 @@ class Photo:
         self.transpose = ORIENTATIONS.get(self.image.getexif().get(ExifTags.Base.Orientation))
         self.width, self.height = (height, width) if self.transpose in SWAPS_SIDES else (width,
                                                                                         height)
-        self.scale = 1
+        self.data = data
+        self.scale = 1  # of the whole-image decode
+        self.parts: dict[Box, Part] = {}  # the region decodes of a JPEG, by stored-frame box
 
     def load(self, regions: list[Box], max_side: int) -> None:
-        """Decode the pixels. A JPEG is decoded at the largest DCT reduction (1/8, 1/4, 1/2)
-        that still leaves every region at least ``max_side`` pixels on its longer side, so
-        that a 12 MP photo is not decoded whole for a few 299-pixel crops; at full size when a
-        region is smaller than that. Other formats are decoded whole. A truncated file fails
-        here, not halfway through its regions."""
-        longest = min((max(x1 - x0, y1 - y0) for x0, y0, x1, y1 in regions), default=math.inf)
-        scale = next(s for s in DCT_SCALES if s == 1 or longest >= s * max_side)
+        """Decode the pixels ``regions`` need. The photo is decoded whole at the largest DCT
+        reduction (1/8, 1/4, 1/2) that leaves every region at least ``max_side`` pixels on its
+        longer side (decode_scale); a JPEG that this would decode at full size, for a small
+        region, is instead decoded region by region when cut_out_pays, each region at its own
+        reduction. A truncated file fails here, not halfway through its regions."""
+        self.scale = decode_scale(regions, max_side)
+        if (self.image.format in REGION_FORMATS and self.image.mode in ("RGB", "L")
+                and cut_out_pays(regions, self.scale, self.width * self.height)):
+            boxes = [self.stored_box(region) for region in regions]
+            self.parts = decode_regions(self.data, boxes, max_side)
+            return
         width, height = self.stored_size
         # PIL picks the largest reduction that keeps the image at least the size asked for;
         # None for formats other than JPEG.
-        if scale > 1 and (drafted := self.image.draft("RGB", (max(1, width // scale),
-                                                              max(1, height // scale)))):
+        if self.scale > 1 and (drafted := self.image.draft(
+                "RGB", (max(1, width // self.scale), max(1, height // self.scale)))):
             self.scale = round(width / drafted[1][2])
         self.image.load()
         if self.image.mode == "I" or self.image.mode.startswith("I;16"):
@@ -99,25 +126,102 @@ class Photo:
         elif self.image.mode != "RGB":
             self.image = self.image.convert("RGB")
 
-    def cut(self, region: Box, max_side: int) -> np.ndarray:
-        """The RGB pixels of ``region`` (from crop_region), upright, at most ``max_side`` on
-        their longer side (bounded_size); smaller regions come out pixel for pixel."""
+    def stored_box(self, region: Box) -> Box:
+        """``region`` (upright frame) as a box of the stored pixels."""
         x0, y0, x1, y1 = region
         to_stored = TO_STORED[self.transpose]
         (ax, ay), (bx, by) = (to_stored(x, y, *self.stored_size) for x, y in ((x0, y0), (x1, y1)))
-        box = min(ax, bx), min(ay, by), max(ax, bx), max(ay, by)
+        return min(ax, bx), min(ay, by), max(ax, bx), max(ay, by)
+
+    def cut(self, region: Box, max_side: int) -> np.ndarray:
+        """The RGB pixels of ``region`` (from crop_region, loaded by ``load``), upright, at most
+        ``max_side`` on their longer side (bounded_size); smaller regions come out pixel for
+        pixel."""
+        box = self.stored_box(region)
+        image, scale, (left, top) = self.parts.get(box) or (self.image, self.scale, (0, 0))
+        box_in_image = (box[0] - left, box[1] - top, box[2] - left, box[3] - top)
         size = bounded_size(box[2] - box[0], box[3] - box[1], max_side)
-        if self.scale == 1 and size == (box[2] - box[0], box[3] - box[1]):
-            part = self.image.crop(box)
+        if scale == 1 and size == (box[2] - box[0], box[3] - box[1]):
+            part = image.crop(box_in_image)
         else:
             # Lanczos, which PIL widens by the shrink factor (a low-pass over the area each
             # pixel covers, like resize's INTER_AREA): after a reduced JPEG decode the shrink
             # left is 1-2x, where a box filter averages two misaligned pixels and blurs. The
             # box may have fractional edges then. BENCHMARKS.md: "Camera-sized photos".
-            part = self.image.resize(size, Image.Resampling.LANCZOS,
-                                     box=tuple(v / self.scale for v in box))
+            part = image.resize(size, Image.Resampling.LANCZOS,
+                                box=tuple(v / scale for v in box_in_image))
         # Cut, then turned upright: turning the whole photo would copy all of it.
         return np.asarray(part if self.transpose is None else part.transpose(self.transpose))
+
+
+class Part(NamedTuple):
+    """One region of a JPEG, decoded: its pixels at 1/``scale``, whose top left corner is the
+    stored photo's pixel ``origin``."""
+    image: Image.Image
+    scale: int
+    origin: tuple[int, int]
+
+
+def cut_out_pays(regions: list[Box], scale: int, pixels: int) -> bool:
+    """Whether cutting ``regions`` out of a JPEG of ``pixels`` pixels and decoding only them
+    costs less CPU than decoding it whole at ``scale``. Both read every block of the file
+    (entropy decoding, the most of a reduced decode); the cut-out also copies the regions'
+    blocks into a JPEG of their own and decodes them again, which costs more than the whole
+    decode's reduced IDCT saves except at full size (BENCHMARKS.md: "Region decode")."""
+    area = sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in regions)
+    return scale == 1 and pixels >= CUT_OUT_MIN_PIXELS and area < CUT_OUT_SHARE * pixels
+
+
+def decode_scale(regions: list[Box], max_side: int) -> int:
+    """The largest DCT reduction that leaves every region at least ``max_side`` pixels on its
+    longer side; 1 when one is smaller than that."""
+    longest = min((max(x1 - x0, y1 - y0) for x0, y0, x1, y1 in regions), default=math.inf)
+    return next(s for s in DCT_SCALES if s == 1 or longest >= s * max_side)
+
+
+@functools.cache
+def turbojpeg() -> TurboJPEG:
+    try:
+        return TurboJPEG()
+    except (OSError, RuntimeError) as err:
+        raise PipelineError(f"libturbojpeg not found ({err}): install Debian's libturbojpeg0 "
+                            "(make test and make repro do)") from None
+
+
+def decode_regions(data: bytes, boxes: list[Box], max_side: int) -> dict[Box, Part]:
+    """Each box of the JPEG ``data`` (stored frame) decoded from the blocks around it only.
+
+    The lossless crop takes the box and REGION_CONTEXT pixels of the reduced decode around it,
+    widened to the MCU grid: chroma upsampling, the reduced IDCT and cut's Lanczos then see the
+    same pixels as in a decode of the whole photo at that scale, so the crop is the same.
+    """
+    jpeg = turbojpeg()
+    width, height, subsampling, _ = jpeg.decode_header(data)
+    mcu_w, mcu_h = tjMCUWidth[subsampling], tjMCUHeight[subsampling]
+    crops, scales = {}, {}
+    for box in dict.fromkeys(boxes):
+        x0, y0, x1, y1 = box
+        scales[box] = scale = decode_scale([box], max_side)
+        context = REGION_CONTEXT * scale
+        left = max(0, x0 - context) // mcu_w * mcu_w
+        top = max(0, y0 - context) // mcu_h * mcu_h
+        crops[box] = (left, top, min(width, x1 + context) - left, min(height, y1 + context) - top)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        whole = [box for box, crop in crops.items() if crop == (0, 0, width, height)]
+        cut = [box for box in crops if box not in whole]
+        jpegs = dict(zip(cut, jpeg.crop_multiple(data, [crops[box] for box in cut])
+                         if cut else [], strict=True)) | dict.fromkeys(whole, data)
+        parts = {}
+        for box, (left, top, _, _) in crops.items():
+            pixels = jpeg.decode(jpegs[box], TJPF_RGB, scaling_factor=(1, scales[box]))
+            parts[box] = Part(Image.fromarray(pixels), scales[box], (left, top))
+    # libjpeg only warns about a file that ends early (and fills the rest with grey), as it
+    # does about recoverable damage; PIL rejects the first and passes the second: so here.
+    for warning in caught:
+        if "Premature end" in str(warning.message):
+            raise OSError(f"image file is truncated ({warning.message})")
+    return parts
 
 
 def bounded_size(width: int, height: int, max_side: int) -> tuple[int, int]:

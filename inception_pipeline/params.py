@@ -77,7 +77,7 @@ SCHEMA: dict[str, Key] = {
     "train.patience": Key(int, min=0),
     "train.augment": Key(bool),
     "train.seed": Key(int, min=0),
-    "train.precision": Key(str, choices=("float32", "mixed_bfloat16", "mixed_float16")),
+    "train.precision": Key(str, choices=("float32", "mixed_bfloat16", "mixed_float16", "auto")),
     "train.strategy": Key(str, choices=("default", "mirrored", "multi_worker")),
     "train.weight_decay": Key(NUMBER, min=0.0, max=1.0),
     "train.ema": Key(NUMBER, min=0.0, max=0.9999),

@@ -5,19 +5,20 @@
 
 (or ``python -m inception_pipeline.predict``). Each box goes through the functions the crop and
 resize stages use, with params.yaml's settings: Photo (EXIF orientation applied; a JPEG decoded
-as finely as the image's boxes need), crop_region (clipped, widened by crop.margin), Photo.cut
+box by box, each as finely as it needs), crop_region (clipped, widened by crop.margin), Photo.cut
 (bounded to crop.max_side) and resize_image (resize.size, resize.mode), so the model sees the
-uint8 RGB array that images.npy would hold for it. The decode scale depends on all the boxes
-given for an image, as in crop: with the image's boxes from its annotation, predict gives
-training's arrays byte for byte; a single --box of a photo with other, smaller boxes may differ
-from them in rounding. Boxes are 0-based pixel edges with x1, y1 exclusive (as in
-annotations.csv); --box may be repeated. --annotation takes a VOC XML or a YOLO .txt (one image;
-YOLO's class names are not needed), or a CSV laid out like annotations.csv or a COCO JSON, their
-paths relative to the file's folder, or a dataset's folder, read as crop reads data.dir with
-params.yaml's data.annotations (voc, yolo: each image's own file; csv, coco: the folder's
-annotations.csv or annotations.json). An image without a box is used whole, as
-crop.no_box=whole does. With evaluate.tta_flip the probabilities are averaged with the mirror
-image's, as evaluate averages them.
+uint8 RGB array that images.npy would hold for it. For a JPEG each box is decoded on its own, so
+a single --box gives training's array byte for byte; other formats (and CMYK JPEGs) are decoded
+whole, at a scale that depends on all the boxes given for the image, as in crop: with the
+image's boxes from its annotation, predict gives training's arrays byte for byte, and a single
+--box of a photo with other, smaller boxes may differ from them in rounding. Boxes are 0-based
+pixel edges with x1, y1 exclusive (as in annotations.csv); --box may be repeated. --annotation
+takes a VOC XML or a YOLO .txt (one image; YOLO's class names are not needed), or a CSV laid
+out like annotations.csv or a COCO JSON, their paths relative to the file's folder, or a
+dataset's folder, read as crop reads data.dir with params.yaml's data.annotations (voc, yolo:
+each image's own file; csv, coco: the folder's annotations.csv or annotations.json). An image
+without a box is used whole, as crop.no_box=whole does. With evaluate.tta_flip the probabilities
+are averaged with the mirror image's, as evaluate averages them.
 
 A FOLDER is searched recursively, in sorted order, as crop searches data.dir
 (``sources.walk``); annotation files in it are not images, and a file found there that cannot
@@ -197,6 +198,8 @@ def model_inputs(path: Path, image: Photo, boxes: list[Box], crop: dict, resize:
         raise PipelineError(f"{path}: {err}") from None
     try:
         image.load(regions, crop["max_side"])
+    except PipelineError:
+        raise
     except Exception as err:  # noqa: BLE001 (as in load_image: a truncated file fails here)
         raise PipelineError(f"{path}: unreadable image ({type(err).__name__})") from None
     return [resize_image(image.cut(region, crop["max_side"]), resize["size"], resize["mode"])

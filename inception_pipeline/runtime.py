@@ -10,6 +10,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 FULL_LOG = "INCEPTION_TF_LOG"
 
@@ -50,6 +51,11 @@ def quiet_start_up() -> Iterator[None]:
                     os.write(2, line)
 
 
+# /proc/cpuinfo flags of CPUs that compute in bfloat16 natively; elsewhere TensorFlow emulates
+# it, slower than float32 (BENCHMARKS.md: "Mixed precision").
+NATIVE_BF16_FLAGS = {"avx512_bf16", "amx_bf16"}
+
+
 def configure_tensorflow() -> None:
     """Ask for oneDNN kernels and quiet logs (a value the user set wins), then import TensorFlow
     without its start-up lines and turn off grappler, its graph optimiser.
@@ -69,3 +75,25 @@ def configure_tensorflow() -> None:
         import tensorflow as tf
 
     tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+
+
+def precision_policy(setting: str, cpuinfo: str, gpus: list) -> str:
+    """The Keras dtype policy for train.precision ``setting``: the setting itself, or for
+    "auto" mixed_float16 when there are ``gpus``, mixed_bfloat16 when the flags in ``cpuinfo``
+    (/proc/cpuinfo's text) show native bf16, float32 otherwise."""
+    if setting != "auto":
+        return setting
+    if gpus:
+        return "mixed_float16"
+    flags = {flag for line in cpuinfo.splitlines() if line.startswith("flags")
+             for flag in line.partition(":")[2].split()}
+    return "mixed_bfloat16" if flags & NATIVE_BF16_FLAGS else "float32"
+
+
+def machine_precision(setting: str) -> str:
+    """precision_policy for this machine (after configure_tensorflow)."""
+    import tensorflow as tf
+
+    cpuinfo = Path("/proc/cpuinfo")
+    return precision_policy(setting, cpuinfo.read_text() if cpuinfo.exists() else "",
+                            tf.config.list_physical_devices("GPU"))

@@ -48,7 +48,10 @@ def main() -> None:
         tta_flip=params["evaluate"]["tta_flip"])
     truth = labels[test_idx]
 
-    scores = headline_metrics(probs, truth)
+    # The dtype policy the network was trained and now predicts in (train.precision resolved);
+    # a loaded model's own policy is the default one, its layers keep theirs.
+    policy = next(layer.dtype_policy.name for layer in model.layers if layer.weights)
+    scores = headline_metrics(probs, truth) | {"precision": policy}
     write_json(EVALUATE_METRICS, scores)
     write_csv(PER_CLASS, ["class", "support", "precision", "recall", "f1", "error_rate"],
               per_class_rows(probs, truth, classes))

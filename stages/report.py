@@ -76,7 +76,7 @@ def main() -> None:
 {train['model']}, weights {train['weights']}, {train['loss']} cross-entropy, {train['optimizer']}
 at lr {train['lr']} ({train['lr_schedule']}, warm-up {train['warmup_epochs']} epochs), batch \
 {train['batch_size']}, {train['epochs']} epochs{early_stop}, augmentation \
-{'on' if train['augment'] else 'off'}, seed {train['seed']};
+{'on' if train['augment'] else 'off'}, seed {train['seed']}, precision {scores['precision']};
 regularisers: {used_regularisers}.
 
 Figures: [confusion matrix](confusion.png), [misclassified crops](misclassified.png),

@@ -25,7 +25,7 @@ from inception_pipeline.layout import (
     TRAIN_LIVE_DIR,
 )
 from inception_pipeline.params import load_params
-from inception_pipeline.runtime import configure_tensorflow
+from inception_pipeline.runtime import configure_tensorflow, machine_precision
 
 
 def main() -> None:
@@ -61,7 +61,7 @@ def main() -> None:
     strategy = distribution_strategy(cfg["strategy"])
     keras.utils.set_random_seed(cfg["seed"])
     tf.config.experimental.enable_op_determinism()
-    keras.mixed_precision.set_global_policy(cfg["precision"])
+    keras.mixed_precision.set_global_policy(machine_precision(cfg["precision"]))
 
     images = NpyRows(IMAGES)
     labels = load_npy(LABELS)

@@ -11,7 +11,14 @@ from PIL import Image, ImageDraw, ImageOps
 from inception_pipeline.annotations import AnnotationError, parse_csv_row, parse_voc
 from inception_pipeline.crop_store import crop_name, load_crop
 from inception_pipeline.errors import PipelineError
-from inception_pipeline.images import Photo, bounded_size, clip_box, expand_box
+from inception_pipeline.images import (
+    Photo,
+    bounded_size,
+    clip_box,
+    cut_out_pays,
+    decode_scale,
+    expand_box,
+)
 from inception_pipeline.io import read_csv
 from inception_pipeline.layout import CROPS_DIR
 from inception_pipeline.sources import find_files
@@ -257,31 +264,86 @@ def test_bounded_size_keeps_the_aspect_ratio(width, height, max_side, expected):
 
 @pytest.mark.parametrize("longest, scale", [(2392, 8), (2391, 4), (1196, 4), (1195, 2), (598, 2),
                                             (597, 1), (100, 1)])
-def test_jpeg_decode_scale_leaves_every_region_max_side_long(longest, scale):
+def test_each_cut_out_region_is_decoded_at_its_own_scale(longest, scale):
     photo = Photo(camera_jpeg(Image.new("RGB", (4000, 3000), "grey"), 1), 10**8)
-    photo.load([(0, 0, longest, 50), (0, 0, 3000, 3000)], max_side=299)
-    assert photo.scale == scale
-    assert photo.image.size == ((4000 + scale - 1) // scale, (3000 + scale - 1) // scale)
+    box, small = (400, 800, 400 + longest, 850), (0, 0, 100, 100)
+    photo.load([box, small], max_side=299)  # small: the photo is cut, not decoded at full size
+    part = photo.parts[box]
+    assert part.scale == scale and photo.parts[small].scale == 1
+    # The box and 8 pixels of the reduced decode around it, widened to the 16 x 16 MCU grid.
+    (left, top), (width, height), context = part.origin, part.image.size, 8 * scale
+    assert left % 16 == 0 and box[0] - context - 16 < left <= box[0] - context
+    assert top % 16 == 0 and box[1] - context - 16 < top <= box[1] - context
+    assert (width, height) == (-(-(box[2] + context - left) // scale),
+                               -(-(box[3] + context - top) // scale))
+
+
+@pytest.mark.parametrize("regions, scale, cut", [
+    ([(0, 0, 597, 10)], 1, True),      # full size for a small box: cut out
+    ([(0, 0, 500, 399)], 1, True),     # just under a fifth of the 2500 x 400 photo
+    ([(0, 0, 500, 400)], 1, False),    # a fifth
+    ([(0, 0, 100, 100), (0, 0, 1000, 400)], 1, False),
+    ([(0, 0, 600, 10)], 2, False),     # reduced: the whole decode is cheaper
+    ([(0, 0, 2400, 10)], 8, False),
+])
+def test_a_jpeg_is_cut_out_only_where_it_would_be_decoded_at_full_size(regions, scale, cut):
+    assert decode_scale(regions, 299) == scale
+    assert cut_out_pays(regions, scale, 2500 * 400) == cut
+    assert not cut_out_pays(regions, scale, 2500 * 400 - 1)  # under a megapixel: never
+    photo = Photo(camera_jpeg(Image.new("RGB", (2500, 400), "grey"), 1), 10**8)
+    photo.load(regions, max_side=299)
+    assert bool(photo.parts) == cut and photo.scale == scale
+
+
+@pytest.mark.parametrize("scale", [1, 2, 4, 8])
+@pytest.mark.parametrize("kind", ["4:2:0", "4:4:4", "progressive", "greyscale"])
+def test_a_region_decode_cuts_nearly_what_a_whole_decode_at_its_scale_cuts(kind, scale):
+    """Close to the crop of PIL's decode of the whole photo at the same reduction, also where
+    the box is not on the block grid and where it touches the photo's edge (where the region's
+    edge is nearer, chroma upsampling and Lanczos see other pixels: BENCHMARKS.md)."""
+    image = picture(2503, 1901, seed=scale)
+    buffer = io.BytesIO()
+    options = {"4:4:4": {"subsampling": 0}, "progressive": {"progressive": True}}.get(kind, {})
+    (image.convert("L") if kind == "greyscale" else image).save(buffer, "JPEG", quality=90,
+                                                                **options)
+    data = buffer.getvalue()
+    whole = Image.open(io.BytesIO(data))
+    whole.draft("RGB", (2503 // scale, 1901 // scale))
+    whole = whole.convert("RGB")
+    assert whole.size == (-(-2503 // scale), -(-1901 // scale))
+    tiny = (5, 1700, 105, 1800)  # makes the photo cut out
+    small = (37, 21, 37 + 299 * scale, 21 + 20 * scale)  # pixel for pixel at scale 1
+    large = (max(0, 2503 - 597 * scale), 1901 - 15 * scale, 2503, 1901)  # shrunk up to 2x
+    photo = Photo(data, 10**8)
+    photo.load([tiny, small, large], max_side=299)
+    for box in small, large:
+        assert photo.parts[box].scale == scale
+        size = bounded_size(box[2] - box[0], box[3] - box[1], 299)
+        expected = (whole.crop(box) if size == (box[2] - box[0], box[3] - box[1]) else
+                    whole.resize(size, Image.Resampling.LANCZOS,
+                                 box=tuple(v / scale for v in box)))
+        mean, largest = difference(photo.cut(box, 299), np.asarray(expected))
+        assert mean < 0.5, (box, mean, largest)
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_every_exif_orientation_cuts_the_upright_pixels(orientation):
-    """Regions are in the upright frame; the photo stays stored as it is (1003 x 749: not a
+    """Regions are in the upright frame; the photo stays stored as it is (1603 x 1149: not a
     multiple of the DCT block) and only the cut-out part is turned upright."""
-    upright = picture(1003, 749, seed=orientation)
+    upright = picture(1603, 1149, seed=orientation)
     data = camera_jpeg(upright, orientation)
     reference = full_decode(data)
-    assert reference.size == (1003, 749)
+    assert reference.size == (1603, 1149)
     small, large = (101, 57, 351, 300), (3, 10, 1003, 745)
     photo = Photo(data, 10**8)
-    assert (photo.width, photo.height) == (1003, 749)
-    photo.load([small], max_side=299)  # smaller than max_side: full size, pixel for pixel
-    assert photo.scale == 1
+    assert (photo.width, photo.height) == (1603, 1149)
+    photo.load([small], max_side=299)  # under max_side: cut out at full size, pixel for pixel
+    assert [part.scale for part in photo.parts.values()] == [1]
     assert np.array_equal(photo.cut(small, 299), np.asarray(reference.crop(small)))
 
     photo = Photo(data, 10**8)
-    photo.load([large], max_side=120)  # 1000 / 120: decoded at 1/8
-    assert photo.scale == 8
+    photo.load([large], max_side=120)  # 1000 / 120: decoded whole at 1/8
+    assert photo.scale == 8 and not photo.parts
     cut = photo.cut(large, 120)
     assert cut.shape == (88, 120, 3)  # 735 * 120 / 1000 = 88.2
     mean, _ = difference(cut, shrunk(reference, large, (120, 88)))
@@ -356,3 +418,13 @@ def test_header_check_counts_the_full_size_of_a_jpeg_decoded_reduced():
     photo = Photo(data, 12_000_000)
     photo.load([(0, 0, 3000, 4000)], max_side=299)
     assert photo.scale == 8 and photo.cut((0, 0, 3000, 4000), 299).shape == (299, 224, 3)
+
+
+def test_a_truncated_jpeg_fails_on_load_when_cut_out_too():
+    data = camera_jpeg(picture(1600, 1200), 1)
+    photo = Photo(data[: len(data) * 3 // 5], 10**8)
+    with pytest.raises(OSError, match="truncated"):
+        photo.load([(1400, 1000, 1500, 1100)], max_side=299)
+    whole = Photo(data, 10**8)
+    whole.load([(1400, 1000, 1500, 1100)], max_side=299)
+    assert list(whole.parts) == [(1400, 1000, 1500, 1100)]

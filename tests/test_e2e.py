@@ -126,8 +126,8 @@ def test_report_states_the_runs_settings_scores_and_data_counts(baseline):
         f"{train['model']}, weights {train['weights']}, {train['loss']} cross-entropy, "
         f"{train['optimizer']}\nat lr {train['lr']} ({train['lr_schedule']}, warm-up "
         f"{train['warmup_epochs']} epochs), batch {train['batch_size']}, {train['epochs']} epochs, "
-        f"augmentation {'on' if train['augment'] else 'off'}, seed {train['seed']};\n"
-        f"regularisers: none.")
+        f"augmentation {'on' if train['augment'] else 'off'}, seed {train['seed']}, precision "
+        f"{scores['precision']};\nregularisers: none.")
     [header, values] = markdown_rows(sections[f"Test set ({scores['test_images']} images)"])
     assert header[0] == "top-1 accuracy"
     keys = ["top1_accuracy", "top5_accuracy", "macro_f1", "categorical_crossentropy",
