@@ -12,6 +12,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+# /proc/cpuinfo flags of CPUs that compute in bfloat16 natively; elsewhere TensorFlow emulates
+# it, slower than float32 (BENCHMARKS.md: "Mixed precision").
+NATIVE_BF16_FLAGS = {"avx512_bf16", "amx_bf16"}
+
 FULL_LOG = "INCEPTION_TF_LOG"
 
 # Informational lines printed while TensorFlow or LiteRT start. TensorFlow's C++ code writes
@@ -49,11 +53,6 @@ def quiet_start_up() -> Iterator[None]:
             for line in held:
                 if not any(noise in line for noise in START_UP_NOISE):
                     os.write(2, line)
-
-
-# /proc/cpuinfo flags of CPUs that compute in bfloat16 natively; elsewhere TensorFlow emulates
-# it, slower than float32 (BENCHMARKS.md: "Mixed precision").
-NATIVE_BF16_FLAGS = {"avx512_bf16", "amx_bf16"}
 
 
 def configure_tensorflow() -> None:

@@ -99,6 +99,19 @@ def free_spot(rng, size, scene_size, taken) -> tuple[int, int] | None:
     return None
 
 
+def place(rng, mask: Image.Image, scene_size: tuple[int, int], objects: list[Object]
+          ) -> tuple[int, int, int, int] | None:
+    """Shrink ``mask`` in place to fit the scene, then the box of a free spot for it (None when
+    the scene has none)."""
+    width, height = scene_size
+    mask.thumbnail((width - 8, height - 8))
+    spot = free_spot(rng, mask.size, scene_size, [o.box for o in objects])
+    if spot is None:
+        return None
+    x, y = spot
+    return x, y, x + mask.width, y + mask.height
+
+
 def render_scene(seed: int, class_index: int, image_index: int, label: str, glyph: str
                  ) -> tuple[Image.Image, list[Object]]:
     """One scene of class ``label``; the same arguments always give the same pixels and boxes."""
@@ -108,12 +121,9 @@ def render_scene(seed: int, class_index: int, image_index: int, label: str, glyp
     objects: list[Object] = []
     for _ in range(1 if rng.random() < 0.7 else 2):
         mask = _glyph_mask(rng, glyph, int(rng.integers(40, min(width, height) - 16)))
-        mask.thumbnail((width - 8, height - 8))
-        spot = free_spot(rng, mask.size, (width, height), [o.box for o in objects])
-        if spot is None:
+        if (box := place(rng, mask, (width, height), objects)) is None:
             continue
-        x, y = spot
-        box = (x, y, x + mask.width, y + mask.height)
+        x, y = box[:2]
         region = np.asarray(image.crop(box)).reshape(-1, 3).mean(axis=0)
         colour = rng.integers(0, 256, 3)
         while abs(_luminance(colour) - _luminance(region)) < 70:  # keep the object visible

@@ -25,7 +25,7 @@ from functools import cache
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from inception_pipeline.synthetic import Object, SceneKind, free_spot, glyph_font
+from inception_pipeline.synthetic import Object, SceneKind, glyph_font, place
 
 # The first ten mix confusable pairs (O Q, E F, spade club) with distinct shapes, as a small real
 # dataset has; the rest add more of each kind.
@@ -215,12 +215,9 @@ def render_hard_scene(seed: int, class_index: int, image_index: int, label: str,
         short = min(width, height)
         size = int(short * np.exp(rng.uniform(np.log(0.3), np.log(0.9))))
         mask = _shape_mask(rng, glyph, size)
-        mask.thumbnail((width - 8, height - 8))
-        spot = free_spot(rng, mask.size, (width, height), [o.box for o in objects])
-        if spot is None:
+        if (box := place(rng, mask, (width, height), objects)) is None:
             continue
-        x, y = spot
-        box = (x, y, x + mask.width, y + mask.height)
+        x, y = box[:2]
         look = class_look(seed, class_index) if rng.random() < 0.65 else None
         _paste(canvas, _visible_texture(rng, canvas[y:box[3], x:box[2]], mask, look), mask, x, y)
         if rng.random() < 0.3:
