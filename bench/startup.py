@@ -25,10 +25,11 @@ the TFLite file, the first call on one image (tensors allocated), a second call.
 
 ``train``: the train stage's fit (verbose=0) on random images, TRAIN images and VAL validation
 images in batches of 64 (the last batch of each partial, as in the default run), 2 epochs; it
-prints the first step, the median of the later steps, each epoch and each validation pass. The first-epoch overhead is epoch 1 minus epoch 2. ``first-step``: Keras'
-``train_step`` of the same model under ``tf.function``, traced alone (Python builds the graph),
-then its first call (graph optimisation by grappler where it is on, oneDNN primitives and
-buffers created, one step run) and the median of 3 later calls (one step run).
+prints the first step, the median of the later steps, each epoch and each validation pass. The
+first-epoch overhead is epoch 1 minus epoch 2. ``first-step``: Keras' ``train_step`` of the same
+model under ``tf.function``, traced alone (Python builds the graph), then its first call (graph
+optimisation by grappler where it is on, oneDNN primitives and buffers created, one step run)
+and the median of 3 later calls (one step run).
 """
 
 from __future__ import annotations

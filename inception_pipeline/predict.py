@@ -11,14 +11,14 @@ uint8 RGB array that images.npy would hold for it. For a JPEG each box is decode
 a single --box gives training's array byte for byte; other formats (and CMYK JPEGs) are decoded
 whole, at a scale that depends on all the boxes given for the image, as in crop: with the
 image's boxes from its annotation, predict gives training's arrays byte for byte, and a single
---box of a photo with other, smaller boxes may differ from them in rounding. Boxes are 0-based pixel edges with x1, y1 exclusive (as in
-annotations.csv); --box may be repeated. --annotation takes a VOC XML or a YOLO .txt (one image;
-YOLO's class names are not needed), or a CSV laid out like annotations.csv or a COCO JSON, their
-paths relative to the file's folder, or a dataset's folder, read as crop reads data.dir with
-params.yaml's data.annotations (voc, yolo: each image's own file; csv, coco: the folder's
-annotations.csv or annotations.json). An image without a box is used whole, as
-crop.no_box=whole does. With evaluate.tta_flip the probabilities are averaged with the mirror
-image's, as evaluate averages them.
+--box of a photo with other, smaller boxes may differ from them in rounding. Boxes are 0-based
+pixel edges with x1, y1 exclusive (as in annotations.csv); --box may be repeated. --annotation
+takes a VOC XML or a YOLO .txt (one image; YOLO's class names are not needed), or a CSV laid out
+like annotations.csv or a COCO JSON, their paths relative to the file's folder, or a dataset's
+folder, read as crop reads data.dir with params.yaml's data.annotations (voc, yolo: each image's
+own file; csv, coco: the folder's annotations.csv or annotations.json). An image without a box
+is used whole, as crop.no_box=whole does. With evaluate.tta_flip the probabilities are averaged
+with the mirror image's, as evaluate averages them.
 
 A FOLDER is searched recursively, in sorted order, as crop searches data.dir
 (``sources.walk``); annotation files in it are not images, and a file found there that cannot
