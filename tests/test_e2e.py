@@ -122,12 +122,16 @@ def test_report_states_the_runs_settings_scores_and_data_counts(baseline):
     sections = dict(re.findall(r"^## ([^\n]+)\n(.*?)(?=^## |\Z)", report, re.M | re.S))
 
     assert train["patience"] == 0  # else the epochs are a maximum, and the report says so
+    # the defaults' only regulariser is flips (params.yaml)
+    assert not any(train[key] for key in ("weight_decay", "ema", "scale_jitter", "color_jitter",
+                                          "mixup", "cutmix", "random_erasing"))
+    assert train["class_weight"] == "none"
     assert report.split("\n\n")[1] == (
         f"{train['model']}, weights {train['weights']}, {train['loss']} cross-entropy, "
         f"{train['optimizer']}\nat lr {train['lr']} ({train['lr_schedule']}, warm-up "
         f"{train['warmup_epochs']} epochs), batch {train['batch_size']}, {train['epochs']} epochs, "
         f"augmentation {'on' if train['augment'] else 'off'}, seed {train['seed']}, precision "
-        f"{scores['precision']};\nregularisers: none.")
+        f"{scores['precision']};\nregularisers: {'flips' if train['flip'] else 'none'}.")
     [header, values] = markdown_rows(sections[f"Test set ({scores['test_images']} images)"])
     assert header[0] == "top-1 accuracy"
     keys = ["top1_accuracy", "top5_accuracy", "macro_f1", "categorical_crossentropy",
@@ -264,7 +268,7 @@ def test_fresh_clone_compares_a_new_run_with_the_committed_one(project_copy, tmp
     clone.dvc("checkout")
     committed_params = (clone.path / "params.yaml").read_text(encoding="utf-8")
     params = yaml.safe_load(committed_params)
-    params["train"]["epochs"] = 1
+    params["train"].update(epochs=1, warmup_epochs=0)
     (clone.path / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True,
                                                            sort_keys=False), encoding="utf-8")
     assert "train" in stages_run(clone.dvc("repro"))

@@ -154,7 +154,7 @@ def project(tmp_path):
     removed afterwards rather than kept among pytest's temporary folders."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
     params["data"]["workers"] = 1
-    params["train"].update(model="googlenet", epochs=1, batch_size=8)
+    params["train"].update(model="googlenet", epochs=1, warmup_epochs=0, batch_size=8)
     copy_project(tmp_path)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     yield tmp_path
