@@ -116,7 +116,7 @@ def test_model_file_size_is_the_committed_models():
     [size] = [out["size"] for out in lock["stages"]["train"]["outs"]
               if out["path"] == "data/model/model.keras"]
     model_file = section(text(ROOT / "BENCHMARKS.md"), "Start-up costs")
-    match = re.search(r"`save_classifier` \([^)]*\) \*\*([\d.]+) MB\*\*", model_file)
+    match = re.search(r"The default run's file \([^)]*\): \*\*([\d.]+) MB\*\*", model_file)
     assert match and match[1] == f"{size / 1e6:.1f}"
 
 
