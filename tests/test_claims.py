@@ -235,7 +235,8 @@ def test_claims_command_on_a_tiny_grid(project_copy):
 
     repo = project_copy
     # A data stage's param in the budget reaches the runs too (the tiny project's own value).
-    grid = {"budget": {"train.epochs": 1, "sample.images_per_class": 6}, "baseline": "default",
+    grid = {"budget": {"train.epochs": 1, "train.warmup_epochs": 0, "sample.images_per_class": 6},
+            "baseline": "default",
             "settings": {"default": {}, "categorical": {"train.loss": "categorical"}},
             "seeds": {"default": 1, "categorical": 1}}
     (repo.path / "claims").mkdir()
