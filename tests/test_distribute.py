@@ -145,10 +145,11 @@ def packed(tmp_path_factory) -> Path:
     SGD on one full batch per epoch (twin_halves)."""
     project = copy_project(tmp_path_factory.mktemp("packed"))
     params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
-    params["sample"].update(classes=3, images_per_class=6)
+    params["sample"].update(difficulty="easy", classes=3, images_per_class=6)  # an even train split
     params["data"]["workers"] = 1
     params["resize"]["size"] = 32
-    params["train"].update(model="resnet50", epochs=2, augment=False, optimizer="sgd", lr=0.001)
+    params["train"].update(model="resnet50", epochs=2, augment=False, flip=False, optimizer="sgd",
+                           lr=0.001)
     (project / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
     for name in DATA_STAGES:
         stage(project, "-m", f"stages.{name}")
