@@ -180,12 +180,12 @@ def test_every_regulariser_at_once_trains_evaluates_and_reports(project_copy):
     settings = ["train.weight_decay=0.05", "train.ema=0.9", "train.scale_jitter=0.25",
                 "train.color_jitter=0.4", "train.mixup=0.2", "train.cutmix=1.0",
                 "train.random_erasing=0.5", "train.class_weight=balanced", "train.patience=1",
-                "evaluate.tta_flip=true"]
+                "train.flip=true", "evaluate.tta_flip=true"]
     output = project_copy.dvc("exp", "run", *[arg for s in settings for arg in ("-S", s)])
     assert stages_run(output) == {"train", "export", "evaluate", "report"}, output
     report = (project_copy.path / "reports/report.md").read_text(encoding="utf-8")
-    assert ("regularisers: weight decay 0.05, weight EMA 0.9, scale jitter 0.25, colour jitter "
-            "0.4, MixUp 0.2, CutMix 1.0, random erasing 0.5, balanced class weights.") in \
+    assert ("regularisers: flips, weight decay 0.05, weight EMA 0.9, scale jitter 0.25, colour "
+            "jitter 0.4, MixUp 0.2, CutMix 1.0, random erasing 0.5, balanced class weights.") in \
         " ".join(report.split())
     assert_predict_repeats_evaluate(project_copy)
 
