@@ -78,6 +78,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--grid", type=Path, default=GRID)
     parser.add_argument("--jobs", type=int, default=1, help="queue workers (1: each run "
                         "uses every core)")
+    parser.add_argument("--settings", type=lambda text: text.split(","), help="run: only "
+                        "these settings (comma-separated), e.g. the ones a decision rests on")
     parser.add_argument("--difference", type=float, help="plan: difference in test top-1")
     parser.add_argument("--spread", type=float, help="plan: sd of test top-1 over seeds")
     parser.add_argument("--crop-se", type=float, help="plan: standard error test crops add")
@@ -87,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
         print(plan(grid, args.difference, args.spread, args.crop_se))
         return
     if args.command == "run":
-        run_grid(grid, args.jobs)
+        run_grid(grid, args.jobs, args.settings)
     write_report(grid)
 
 

@@ -99,11 +99,15 @@ def disagreements(params: dict, expected: dict) -> list[str]:
             for key, want in expected.items() if value(key) != want]
 
 
-def missing_runs(grid: dict) -> list[tuple[str, int]]:
+def missing_runs(grid: dict, only: list[str] | None = None) -> list[tuple[str, int]]:
     """The runs the grid's runs/ lacks, seed by seed (every setting's seed 0 first), so that a
-    grid stopped halfway still covers every setting."""
+    grid stopped halfway still covers every setting; ``only`` limits them to those settings."""
+    unknown = sorted(set(only or []) - set(grid["seeds"]))
+    if unknown:
+        raise PipelineError(f"{grid['file']}: no setting {', '.join(unknown)}; it has "
+                            + ", ".join(grid["seeds"]))
     return sorted(((setting, seed) for setting, count in grid["seeds"].items()
-                   for seed in range(count)
+                   if only is None or setting in only for seed in range(count)
                    if not (run_folder(grid, setting, seed) / "evaluate.json").exists()),
                   key=lambda run: (run[1], list(grid["seeds"]).index(run[0])))
 

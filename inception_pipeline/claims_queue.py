@@ -95,9 +95,9 @@ def start_queue(jobs: int) -> None:
                 errors="replace").strip().splitlines() or ["no message"])[-1])
 
 
-def run_grid(grid: dict, jobs: int, poll: float = 30) -> None:
+def run_grid(grid: dict, jobs: int, only: list[str] | None = None, poll: float = 30) -> None:
     load_runs(grid)  # refuses kept runs of another recipe before hours of training
-    todo = {run_name(grid, s, seed): (s, seed) for s, seed in missing_runs(grid)}
+    todo = {run_name(grid, s, seed): (s, seed) for s, seed in missing_runs(grid, only)}
     if not todo:
         print(f"claims: every run of the grid is in {runs_dir(grid)}/")
         return

@@ -108,6 +108,10 @@ def test_report_from_kept_runs_names_missing_seeds_and_cells(in_tmp):
     assert claims_report.markdown(kept) == report  # report.md is report.json rendered
     assert claims_grid.missing_runs(claims_grid.read_grid(in_tmp / "claims/grid.yaml")) == [
         ("inception_v4", 0), ("categorical", 1)]  # every setting's seed 0 first, seeds' order
+    grid = claims_grid.read_grid(in_tmp / "claims/grid.yaml")
+    assert claims_grid.missing_runs(grid, only=["categorical"]) == [("categorical", 1)]
+    with pytest.raises(PipelineError, match="no setting bf16; it has inception_v4, default, categorical"):
+        claims_grid.missing_runs(grid, only=["bf16", "default"])
 
 
 def test_the_report_rewrites_the_study_between_its_grid_markers_only(in_tmp):
