@@ -28,6 +28,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from fit_timing import TIMED_FIT
+
 ROOT = Path(__file__).resolve().parents[1]
 SIZE, CLASSES, BATCH, TRAIN, VAL = 75, 51, 64, 5 * 64 + 44, 64 + 20
 VARIANTS = ("default", "drop_remainder", "steps_per_execution", "trace_first")
@@ -75,28 +77,7 @@ if VARIANT == "trace_first":
     for v, value in zip(model.optimizer.variables, optimizer_state):
         v.assign(value)
 
-class Times(keras.callbacks.Callback):
-    def on_train_begin(self, logs=None):
-        self.marks = []
-    def mark(self, event):
-        self.marks.append((event, time.perf_counter()))
-    on_epoch_begin = lambda self, epoch, logs=None: self.mark("epoch")
-    on_train_batch_end = lambda self, batch, logs=None: self.mark("step")
-    on_test_begin = lambda self, logs=None: self.mark("val")
-    on_epoch_end = lambda self, epoch, logs=None: self.mark("end")
-
-marks = Times()
-model.fit(train, validation_data=val, epochs=2, verbose=0, shuffle=False, callbacks=[marks])
-epochs, steps, vals = [], [[], []], []
-for event, t in marks.marks:
-    if event == "epoch":
-        start = last = t
-    elif event == "step":
-        steps[len(epochs)].append(t - last); last = t
-    elif event == "val":
-        val_start = t
-    else:
-        epochs.append(t - start); vals.append(t - val_start)
+{timed_fit}
 partial = len(train_rows) % BATCH != 0
 full = steps[0][1:len(steps[0]) - partial] + steps[1][:len(steps[1]) - partial]
 times.update({{"first step": steps[0][0], "later full steps (median)": float(np.median(full)),
@@ -119,7 +100,8 @@ def main() -> None:
     print(f"load {os.getloadavg()[0]:.1f}, {os.cpu_count()} CPUs", flush=True)
     for rep in range(args.reps):
         for variant in variants:
-            code = FIT.format(constants=(SIZE, CLASSES, BATCH, TRAIN, VAL), variant=variant)
+            code = FIT.format(constants=(SIZE, CLASSES, BATCH, TRAIN, VAL), variant=variant,
+                              timed_fit=TIMED_FIT)
             done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                                   text=True, check=False)
             if done.returncode:

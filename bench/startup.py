@@ -46,6 +46,8 @@ import time
 from io import BytesIO
 from pathlib import Path
 
+from fit_timing import TIMED_FIT
+
 ROOT = Path(__file__).resolve().parents[1]
 SIZE, CLASSES, BATCH, TRAIN, VAL = 75, 51, 64, 5 * 64 + 44, 64 + 20
 
@@ -153,30 +155,9 @@ val = Batches(images, labels, np.arange(TRAIN, TRAIN + VAL), CLASSES, BATCH,
 compile_model(model, make_optimizer("adam", 1e-3, "none", len(train), 2), make_loss("binary"),
               AUX_LOSS_WEIGHT)
 
-class Times(keras.callbacks.Callback):
-    def on_train_begin(self, logs=None):
-        self.marks = []
-    def mark(self, event):
-        self.marks.append((event, time.perf_counter()))
-    on_epoch_begin = lambda self, epoch, logs=None: self.mark("epoch")
-    on_train_batch_end = lambda self, batch, logs=None: self.mark("step")
-    on_test_begin = lambda self, logs=None: self.mark("val")
-    on_epoch_end = lambda self, epoch, logs=None: self.mark("end")
-
-times = Times()
-model.fit(train, validation_data=val, epochs=2, verbose=0, shuffle=False, callbacks=[times])
-epochs, steps, vals, start = [], [], [], None
-for event, t in times.marks:
-    if event == "epoch":
-        start = last = t
-    elif event == "step":
-        steps.append(t - last); last = t
-    elif event == "val":
-        val_start = t
-    else:
-        epochs.append(t - start); vals.append(t - val_start)
-later = steps[1:len(train)] + steps[len(train) + 1:]
-print(repr({{"first step": steps[0], "later steps (median)": float(np.median(later)),
+{timed_fit}
+later = steps[0][1:] + steps[1][1:]
+print(repr({{"first step": steps[0][0], "later steps (median)": float(np.median(later)),
             "epoch 1": epochs[0], "epoch 2": epochs[1], "validation 1": vals[0],
             "validation 2": vals[1], "overhead": epochs[0] - epochs[1]}}))
 """
@@ -274,7 +255,7 @@ def predict_lite(folder: Path, reps: int) -> None:
 
 
 def train(folder: Path, reps: int, template: str = FIT) -> None:
-    code = template.format(constants=(SIZE, CLASSES, BATCH, TRAIN, VAL))
+    code = template.format(constants=(SIZE, CLASSES, BATCH, TRAIN, VAL), timed_fit=TIMED_FIT)
     results = {"old": [], "new": []}
     for rep in range(reps):
         for variant in ("old", "new"):
