@@ -25,6 +25,9 @@ DVC = str(Path(sys.executable).parent / "dvc")  # the dvc installed beside this 
 KEPT = [(EVALUATE_METRICS, "evaluate.json"), (PREDICTIONS, "predictions.csv"),
         (CURVES_DIR / "eval" / "accuracy.tsv", "val_accuracy.tsv"),
         (CURVES_DIR / "train" / "accuracy.tsv", "train_accuracy.tsv")]
+# A run reproduces up to evaluate, whose outputs and train's are all it keeps: export (minutes
+# and gigabytes for ONNX) and report are not needed.
+LAST_STAGE = "evaluate"
 QUEUE_STATES = ("Failed", "Success", "Queued", "Running")  # a name queued again: latest wins
 
 
@@ -111,7 +114,7 @@ def run_grid(grid: dict, jobs: int, only: list[str] | None = None, poll: float =
         subprocess.run([DVC, "exp", "remove", "-q", name],
                        capture_output=True, timeout=120, check=False)  # a failed earlier try
         dvc("exp", "run", "--queue", "-n", name,
-            *[arg for value in overrides(grid, setting, seed) for arg in ("-S", value)])
+            *[arg for value in overrides(grid, setting, seed) for arg in ("-S", value)], LAST_STAGE)
         queued += 1
     print(f"claims: queued {queued} runs, {len(todo) - queued} already in the queue; "
           f"{jobs} at a time", flush=True)

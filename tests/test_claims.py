@@ -249,6 +249,8 @@ def test_claims_command_on_a_tiny_grid(project_copy):
     claims_cli = str(Path(sys.executable).parent / "inception-claims")
     output = repo.run(claims_cli, "run", timeout=1500)
     assert "claims: claims-default-seed-0 done" in output, output
+    log = repo.dvc("queue", "logs", "claims-default-seed-0")
+    assert "Running stage 'evaluate'" in log and "Running stage 'export'" not in log, log
     for setting in ("default", "categorical"):
         folder = repo.path / f"claims/runs/{setting}/seed-0"
         assert sorted(p.name for p in folder.iterdir()) == [
