@@ -9,6 +9,7 @@ budget changed since) stops every command: results of two recipes never mix.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -67,10 +68,15 @@ def run_folder(grid: dict, setting: str, seed: int) -> Path:
 
 
 def run_name(grid: dict, setting: str, seed: int) -> str:
-    """The experiment's name, unique across grids: claims-default-seed-0 for claims/grid.yaml,
-    claims-other-default-seed-0 for claims/other/grid.yaml."""
+    """The experiment's name, unique across grids and budgets: claims-default-seed-0-1a2b3c for
+    claims/grid.yaml, claims-other-default-seed-0-4d5e6f for claims/other/grid.yaml. The last
+    part is a digest of the run's params, so that after a change of budget a finished run of
+    the old one, still in DVC's queue, is not taken for the new run."""
     folder = home(grid)
-    return "-".join([*folder.relative_to(folder.anchor).parts, setting, "seed", str(seed)])
+    digest = hashlib.sha256(json.dumps(run_params(grid, setting, seed), sort_keys=True)
+                            .encode()).hexdigest()[:6]
+    return "-".join([*folder.relative_to(folder.anchor).parts, setting, "seed", str(seed),
+                     digest])
 
 
 def run_params(grid: dict, setting: str, seed: int) -> dict:

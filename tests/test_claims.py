@@ -110,7 +110,8 @@ def test_report_from_kept_runs_names_missing_seeds_and_cells(in_tmp):
         ("inception_v4", 0), ("categorical", 1)]  # every setting's seed 0 first, seeds' order
     grid = claims_grid.read_grid(in_tmp / "claims/grid.yaml")
     assert claims_grid.missing_runs(grid, only=["categorical"]) == [("categorical", 1)]
-    with pytest.raises(PipelineError, match="no setting bf16; it has inception_v4, default, categorical"):
+    with pytest.raises(PipelineError,
+                       match="no setting bf16; it has inception_v4, default, categorical"):
         claims_grid.missing_runs(grid, only=["bf16", "default"])
 
 
@@ -163,10 +164,14 @@ def test_a_grid_in_another_folder_keeps_its_runs_and_report_there(in_tmp):
     assert "report --grid claims/longer/grid.yaml` from claims/longer/runs/." in report
     assert sorted(p.name for p in (in_tmp / "claims").iterdir()) == ["longer"]
     longer = claims_grid.read_grid(Path("claims/longer/grid.yaml"))
-    assert claims_grid.run_name(longer, "default", 0) == (
-        "claims-longer-default-seed-0")
-    assert claims_grid.run_name({"file": Path("claims/grid.yaml")}, "default", 0) == (
-        "claims-default-seed-0")
+    assert claims_grid.run_name(longer, "default", 0).startswith("claims-longer-default-seed-0-")
+    short = {**longer, "file": Path("claims/grid.yaml")}
+    assert claims_grid.run_name(short, "default", 0).startswith("claims-default-seed-0-")
+    # Another budget, another name: a finished run of the old budget is not the new one's.
+    other_budget = {**short, "budget": {**short.get("budget", {}), "train.epochs": 99}}
+    assert claims_grid.run_name(other_budget, "default", 0) != claims_grid.run_name(
+        short, "default", 0)
+    assert claims_grid.run_name(short, "default", 0) == claims_grid.run_name(short, "default", 0)
 
 
 def test_disagreements_compare_dotted_keys_with_nested_params():
@@ -248,8 +253,9 @@ def test_claims_command_on_a_tiny_grid(project_copy):
     repo.commit("tiny claims grid")
     claims_cli = str(Path(sys.executable).parent / "inception-claims")
     output = repo.run(claims_cli, "run", timeout=1500)
-    assert "claims: claims-default-seed-0 done" in output, output
-    log = repo.dvc("queue", "logs", "claims-default-seed-0")
+    name = claims_grid.run_name({**grid, "file": Path("claims/grid.yaml")}, "default", 0)
+    assert f"claims: {name} done" in output, output
+    log = repo.dvc("queue", "logs", name)
     assert "Running stage 'evaluate'" in log and "Running stage 'export'" not in log, log
     for setting in ("default", "categorical"):
         folder = repo.path / f"claims/runs/{setting}/seed-0"
