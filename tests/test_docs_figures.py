@@ -64,6 +64,17 @@ def val_accuracy(setting: str, seed: int) -> list[float]:
     return [float(row["accuracy"]) for row in read_csv(path, "\t")]
 
 
+def test_the_hard_benchmarks_split_sizes_are_the_committed_runs():
+    split = read_json("metrics/split.json")
+    hard = " ".join(section(text(ROOT / "docs/study.md"), "The hard benchmark").split())
+    assert (f"{number(split['train'])} training crops" in hard
+            and f"{number(split['test'])} test crops" in hard)
+    grid_tests = {json.loads(text(path))["test_images"]
+                  for path in (ROOT / "claims/hard-ablation/runs").glob("*/seed-*/evaluate.json")}
+    assert len(grid_tests) == 1, grid_tests  # every run of the grid on the same test crops
+    assert f"test on {number(grid_tests.pop())} crops" in hard
+
+
 def test_readme_results_are_the_committed_runs():
     scores, split = read_json("metrics/evaluate.json"), read_json("metrics/split.json")
     classes = len(read_csv(ROOT / "metrics/per_class.csv"))
