@@ -107,9 +107,9 @@ def test_report_from_kept_runs_names_missing_seeds_and_cells(in_tmp):
     kept = json.loads((in_tmp / "claims/report.json").read_text())
     assert [len(s["runs"]) for s in kept["settings"]] == [2, 1, 0]
     assert claims_report.markdown(kept) == report  # report.md is report.json rendered
-    assert claims_grid.missing_runs(claims_grid.read_grid(in_tmp / "claims/grid.yaml")) == [
-        ("inception_v4", 0), ("categorical", 1)]  # every setting's seed 0 first, seeds' order
     grid = claims_grid.read_grid(in_tmp / "claims/grid.yaml")
+    assert claims_grid.missing_runs(grid) == [
+        ("inception_v4", 0), ("categorical", 1)]  # every setting's seed 0 first, seeds' order
     assert claims_grid.missing_runs(grid, only=["categorical"]) == [("categorical", 1)]
     with pytest.raises(PipelineError,
                        match="no setting bf16; it has inception_v4, default, categorical"):
@@ -169,10 +169,13 @@ def test_a_grid_in_another_folder_keeps_its_runs_and_report_there(in_tmp):
     short = {**longer, "file": Path("claims/grid.yaml")}
     assert claims_grid.run_name(short, "default", 0).startswith("claims-default-seed-0-")
     # Another budget, another name: a finished run of the old budget is not the new one's.
-    other_budget = {**short, "budget": {**short.get("budget", {}), "train.epochs": 99}}
+    other_budget = {**short, "budget": {**short["budget"], "train.epochs": 99}}
     assert claims_grid.run_name(other_budget, "default", 0) != claims_grid.run_name(
         short, "default", 0)
-    assert claims_grid.run_name(short, "default", 0) == claims_grid.run_name(short, "default", 0)
+    # The same params written in another order: the same name, so a rerun finds its runs.
+    reordered = {**short, "budget": dict(reversed({"train.lr": 0.01, **short["budget"]}.items()))}
+    assert claims_grid.run_name(reordered, "default", 0) == claims_grid.run_name(
+        {**short, "budget": {"train.lr": 0.01, **short["budget"]}}, "default", 0)
 
 
 def test_disagreements_compare_dotted_keys_with_nested_params():
