@@ -105,7 +105,7 @@ def build_classifier(name: str, input_size: int, num_classes: int, *, weights: s
         outputs = [outputs, module.aux_head(aux1, num_classes, "aux1", seed + 1),
                    module.aux_head(aux2, num_classes, "aux2", seed + 2)]
     model = keras.Model(inputs, outputs, name=f"{name}_classifier")
-    for layer in _layers(model):
+    for layer in every_layer(model):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = bn_momentum
             if bn_offset and not weights and layer.center:
@@ -120,14 +120,14 @@ def _log_odds(prior):
     return np.log(p / (1 - p)).astype(np.float32)
 
 
-def _layers(model):
+def every_layer(model):
     """Every layer of ``model``, descending into nested models (backbone, augmentation)."""
     import keras
 
     for layer in model.layers:
         yield layer
         if isinstance(layer, keras.Model):
-            yield from _layers(layer)
+            yield from every_layer(layer)
 
 
 def save_classifier(model, path) -> None:
@@ -143,8 +143,9 @@ def save_classifier(model, path) -> None:
 
 def load_classifier(path):
     """Load a saved classifier for inference, in Keras' safe mode (no arbitrary code from the
-    file). Uncompiled: predicting needs no loss, and the pipeline's own loss classes are not
-    part of the models package. A file that is missing, truncated or not a Keras archive
+    file), computing in float32 whatever precision it trained in (``in_float32``). Uncompiled:
+    predicting needs no loss, and the pipeline's own loss classes are not part of the models
+    package. A file that is missing, truncated or not a Keras archive
     raises ModelFileError, in one line."""
     import zipfile
     from pathlib import Path
@@ -174,12 +175,54 @@ def load_classifier(path):
     import models.layers  # noqa: F401 (registers the custom layers the file refers to)
 
     try:
-        return keras.saving.load_model(path, safe_mode=True, compile=False)
+        model = keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as err:  # noqa: BLE001 (Keras, h5py and zipfile raise many types)
         reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
         raise ModelFileError(f"{path}: damaged or not a classifier of this project "
                              f"({type(err).__name__}{': ' + reason[:200] if reason else ''})"
                              ) from None
+    return in_float32(model)
+
+
+def in_float32(model):
+    """``model`` with every layer computing in float32. Mixed precision keeps the weights in
+    float32, so this is the trained network, computed exactly: inference gives one answer on every
+    machine and in every exported format (TFLite and ONNX have no bf16 kernels for CPUs)."""
+    import keras
+
+    if all(layer.dtype_policy.name == "float32" for layer in every_layer(model)):
+        return model
+
+    def rebuilt(layer):
+        return layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
+
+    clone = keras.models.clone_model(model, clone_function=rebuilt, recursive=True)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def trained_precision(path) -> str:
+    """The dtype policy a saved classifier was trained in (train.precision as resolved on the
+    machine that trained it): the one most of the layers in the file's config name."""
+    import json
+    import zipfile
+    from collections import Counter
+
+    with zipfile.ZipFile(path) as archive:
+        names = Counter(_policy_names(json.loads(archive.read("config.json"))))
+    return names.most_common(1)[0][0] if names else "float32"
+
+
+def _policy_names(node):
+    """Every dtype policy's name in a Keras config (nested dicts and lists)."""
+    if isinstance(node, dict):
+        if node.get("class_name") == "DTypePolicy":
+            yield node["config"]["name"]
+            return
+        node = list(node.values())
+    if isinstance(node, list):
+        for child in node:
+            yield from _policy_names(child)
 
 
 # Up to this many images (an array) go through one eager call: model.predict first traces and

@@ -30,7 +30,7 @@ def main() -> None:
 
     from inception_pipeline.batches import Batches, NpyRows
     from inception_pipeline.progress import PredictionProgress
-    from models import ModelFileError, class_probabilities, load_classifier
+    from models import ModelFileError, class_probabilities, load_classifier, trained_precision
 
     try:
         model = load_classifier(MODEL)
@@ -48,10 +48,9 @@ def main() -> None:
         tta_flip=params["evaluate"]["tta_flip"])
     truth = labels[test_idx]
 
-    # The dtype policy the network was trained and now predicts in (train.precision resolved);
-    # a loaded model's own policy is the default one, its layers keep theirs.
-    policy = next(layer.dtype_policy.name for layer in model.layers if layer.weights)
-    scores = headline_metrics(probs, truth) | {"precision": policy}
+    # Trained in train.precision as resolved on the training machine; evaluated in float32.
+    scores = headline_metrics(probs, truth) | {"train_precision": trained_precision(MODEL),
+                                               "eval_precision": "float32"}
     write_json(EVALUATE_METRICS, scores)
     write_csv(PER_CLASS, ["class", "support", "precision", "recall", "f1", "error_rate"],
               per_class_rows(probs, truth, classes))

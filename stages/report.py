@@ -76,7 +76,8 @@ def main() -> None:
 {train['model']}, weights {train['weights']}, {train['loss']} cross-entropy, {train['optimizer']}
 at lr {train['lr']} ({train['lr_schedule']}, warm-up {train['warmup_epochs']} epochs), batch \
 {train['batch_size']}, {train['epochs']} epochs{early_stop}, augmentation \
-{'on' if train['augment'] else 'off'}, seed {train['seed']}, precision {scores['precision']};
+{'on' if train['augment'] else 'off'}, seed {train['seed']}, trained in \
+{scores['train_precision']} and evaluated in {scores['eval_precision']};
 regularisers: {used_regularisers}.
 
 Figures: [confusion matrix](confusion.png), [misclassified crops](misclassified.png),

@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from inception_pipeline.io import read_csv
+from inception_pipeline.runtime import precision_policy
 from tests.conftest import copy_project
 from tests.test_predict import TOLERANCE
 
@@ -126,12 +127,17 @@ def test_report_states_the_runs_settings_scores_and_data_counts(baseline):
     assert not any(train[key] for key in ("weight_decay", "ema", "scale_jitter", "color_jitter",
                                           "mixup", "cutmix", "random_erasing"))
     assert train["class_weight"] == "none"
+    # train.precision as this machine resolves it (the run trained here), inference in float32
+    cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8")
+    assert (scores["train_precision"], scores["eval_precision"]) == (
+        precision_policy(train["precision"], cpuinfo, []), "float32")
     assert report.split("\n\n")[1] == (
         f"{train['model']}, weights {train['weights']}, {train['loss']} cross-entropy, "
         f"{train['optimizer']}\nat lr {train['lr']} ({train['lr_schedule']}, warm-up "
         f"{train['warmup_epochs']} epochs), batch {train['batch_size']}, {train['epochs']} epochs, "
-        f"augmentation {'on' if train['augment'] else 'off'}, seed {train['seed']}, precision "
-        f"{scores['precision']};\nregularisers: {'flips' if train['flip'] else 'none'}.")
+        f"augmentation {'on' if train['augment'] else 'off'}, seed {train['seed']}, trained in "
+        f"{scores['train_precision']} and evaluated in {scores['eval_precision']};\n"
+        f"regularisers: {'flips' if train['flip'] else 'none'}.")
     [header, values] = markdown_rows(sections[f"Test set ({scores['test_images']} images)"])
     assert header[0] == "top-1 accuracy"
     keys = ["top1_accuracy", "top5_accuracy", "macro_f1", "categorical_crossentropy",

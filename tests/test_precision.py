@@ -35,3 +35,49 @@ def test_an_explicit_setting_is_kept_whatever_the_machine(setting):
 def test_auto_is_a_valid_setting_and_others_are_not():
     assert not [p for p in problems({"train": {"precision": "auto"}}) if "precision" in p]
     assert [p for p in problems({"train": {"precision": "bf16"}}) if "precision" in p]
+
+
+@pytest.mark.parametrize("name", ["googlenet", "inception_resnet_v1"])  # auxiliary heads; own layers
+def test_a_model_trained_in_bf16_is_loaded_for_inference_in_float32(name, tmp_path):
+    """The saved file says what the layers trained in; loading gives the same weights computing
+    in float32, whose answers are the float32 network's (a bf16 forward pass is not)."""
+    import keras
+    import numpy as np
+
+    from models import build_classifier, class_probabilities, load_classifier, save_classifier
+    from models import every_layer, trained_precision
+
+    def build():
+        keras.utils.set_random_seed(0)
+        return build_classifier(name, 75, 5, weights=None, bn_momentum=0.9, augment=True, seed=0)
+
+    images = np.random.default_rng(0).integers(0, 256, (4, 75, 75, 3), dtype=np.uint8)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        trained = build()
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    path = tmp_path / "model.keras"
+    save_classifier(trained, path)
+    reference = build()  # the same weights, built in float32
+    reference.set_weights(trained.get_weights())
+
+    loaded = load_classifier(path)
+    assert trained_precision(path) == "mixed_bfloat16"
+    layers = list(every_layer(loaded))
+    assert layers and {layer.dtype_policy.name for layer in layers} == {"float32"}
+    np.testing.assert_allclose(class_probabilities(loaded, images),
+                               class_probabilities(reference, images), rtol=1e-5, atol=1e-6)
+    bf16 = class_probabilities(trained, images)
+    assert np.abs(bf16 - class_probabilities(reference, images)).max() > 1e-5  # not a no-op
+
+
+def test_a_float32_model_says_so(tmp_path):
+    import keras
+
+    from models import save_classifier, trained_precision
+
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(inputs)))
+    save_classifier(model, tmp_path / "model.keras")
+    assert trained_precision(tmp_path / "model.keras") == "float32"
