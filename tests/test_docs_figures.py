@@ -193,3 +193,16 @@ def test_every_relative_link_and_anchor_resolves(doc):
         if fragment:
             headings = re.findall(r"^#+ (.+)$", text(linked), re.M)
             assert fragment in {anchor(h) for h in headings}, f"{doc.name}: {target}"
+
+
+def test_readme_expectations_are_the_hard_ablations_means():
+    """README's "What to expect": the study's recipe's mean test top-1 on the hard benchmark and
+    the range of the other settings' means, as claims/hard-ablation/report.json has them."""
+    readme = " ".join(text(ROOT / "README.md").split())
+    match = re.search(r"test top-1 is (\d\.\d\d) with the study's recipe and (\d\.\d\d)-(\d\.\d\d) "
+                      r"with the recipes of \[claims/hard-ablation/report\.md\]", readme)
+    assert match, "README's What to expect names no hard-ablation figures"
+    means = {s["name"]: s["top1_accuracy"][0] for s in
+             read_json("claims/hard-ablation/report.json")["settings"] if s["runs"]}
+    others = [mean for name, mean in means.items() if name != "study"]
+    assert match.groups() == (f"{means['study']:.2f}", f"{min(others):.2f}", f"{max(others):.2f}")
