@@ -148,8 +148,9 @@ def packed(tmp_path_factory) -> Path:
     params["sample"].update(difficulty="easy", classes=3, images_per_class=6)  # an even train split
     params["data"]["workers"] = 1
     params["resize"]["size"] = 32
+    # float32: the replicas are compared with one device to float32 rounding (auto may pick bf16)
     params["train"].update(model="resnet50", epochs=2, augment=False, flip=False, optimizer="sgd",
-                           lr=0.001)
+                           lr=0.001, precision="float32")
     (project / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
     for name in DATA_STAGES:
         stage(project, "-m", f"stages.{name}")
