@@ -28,8 +28,8 @@ repro: $(STAMP) turbojpeg
 claims: $(STAMP) turbojpeg
 	inception-claims run
 
-# Tests in TEST_WORKERS processes (pytest-xdist): much of an end-to-end test is one thread
-# (imports, tracing, DVC), so two share 2 cores well.
+# Tests in TEST_WORKERS processes (pytest-xdist): much of an end-to-end test runs on one thread
+# (imports, tracing, DVC). `make test TEST_WORKERS=1` runs them one after another.
 TEST_WORKERS ?= 2
 test: $(STAMP) chromium turbojpeg
 	python -m pytest -n $(TEST_WORKERS)
