@@ -28,8 +28,11 @@ repro: $(STAMP) turbojpeg
 claims: $(STAMP) turbojpeg
 	inception-claims run
 
+# Tests in TEST_WORKERS processes (pytest-xdist): much of an end-to-end test runs on one thread
+# (imports, tracing, DVC). `make test TEST_WORKERS=1` runs them one after another.
+TEST_WORKERS ?= 2
 test: $(STAMP) chromium turbojpeg
-	python -m pytest
+	python -m pytest -n $(TEST_WORKERS)
 
 # Headless Chromium from Debian's packages, for tests/test_plots_offline.py (apt needs root).
 chromium:
