@@ -30,7 +30,8 @@ def main() -> None:
 
     from inception_pipeline.batches import Batches, NpyRows
     from inception_pipeline.progress import PredictionProgress
-    from models import ModelFileError, class_probabilities, load_classifier, trained_precision
+    from models import (ModelFileError, class_probabilities, every_layer, load_classifier,
+                        trained_precision)
 
     try:
         model = load_classifier(MODEL)
@@ -48,9 +49,11 @@ def main() -> None:
         tta_flip=params["evaluate"]["tta_flip"])
     truth = labels[test_idx]
 
-    # Trained in train.precision as resolved on the training machine; evaluated in float32.
+    # Trained in train.precision as resolved on the training machine; predicted in the policies
+    # of the loaded layers (load_classifier's float32).
+    policies = sorted({layer.dtype_policy.name for layer in every_layer(model)})
     scores = headline_metrics(probs, truth) | {"train_precision": trained_precision(MODEL),
-                                               "eval_precision": "float32"}
+                                               "eval_precision": "/".join(policies)}
     write_json(EVALUATE_METRICS, scores)
     write_csv(PER_CLASS, ["class", "support", "precision", "recall", "f1", "error_rate"],
               per_class_rows(probs, truth, classes))

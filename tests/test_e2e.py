@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from inception_pipeline.io import read_csv
-from inception_pipeline.runtime import precision_policy
+from inception_pipeline.runtime import machine_precision
 from tests.conftest import copy_project
 from tests.test_predict import TOLERANCE
 
@@ -128,9 +128,8 @@ def test_report_states_the_runs_settings_scores_and_data_counts(baseline):
                                           "mixup", "cutmix", "random_erasing"))
     assert train["class_weight"] == "none"
     # train.precision as this machine resolves it (the run trained here), inference in float32
-    cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8")
     assert (scores["train_precision"], scores["eval_precision"]) == (
-        precision_policy(train["precision"], cpuinfo, []), "float32")
+        machine_precision(train["precision"]), "float32")
     assert report.split("\n\n")[1] == (
         f"{train['model']}, weights {train['weights']}, {train['loss']} cross-entropy, "
         f"{train['optimizer']}\nat lr {train['lr']} ({train['lr_schedule']}, warm-up "
