@@ -29,10 +29,11 @@ claims: $(STAMP) turbojpeg
 	inception-claims run
 
 # Tests in TEST_WORKERS processes (pytest-xdist): much of an end-to-end test runs on one thread
-# (imports, tracing, DVC). `make test TEST_WORKERS=1` runs them one after another.
+# (imports, tracing, DVC); a module marked xdist_group runs in one process, so its module
+# fixtures are built once. `make test TEST_WORKERS=1` runs them one after another.
 TEST_WORKERS ?= 2
 test: $(STAMP) chromium turbojpeg
-	python -m pytest -n $(TEST_WORKERS)
+	python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 # Headless Chromium from Debian's packages, for tests/test_plots_offline.py (apt needs root).
 chromium:

@@ -45,15 +45,28 @@ def in_tmp(tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def baseline(tmp_path_factory):
     """tests/test_e2e.py's tiny project after a full `dvc repro`, committed: built once for the
-    session (it is the suite's most expensive set-up). Read only: a test that changes the
-    project works on ``project_copy``."""
+    session (it is the suite's most expensive set-up), and shared by the test processes of
+    `pytest -n` through their common scratch folder: the first to need it builds it while the
+    others wait. Read only: a test that changes the project or runs dvc in it works on
+    ``project_copy``."""
+    from filelock import FileLock
+
     from tests.test_e2e import ALL_STAGES, Repo, stages_run, tiny_params
 
-    repo = Repo.project(tmp_path_factory.mktemp("baseline"), tiny_params())
-    output = repo.dvc("repro")
-    assert stages_run(output) == ALL_STAGES, output
-    repo.commit("baseline run")
-    return repo
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # each worker's folder sits in the run's own
+        shared = shared.parent
+    path, built = shared / "baseline", shared / "baseline.built"
+    with FileLock(shared / "baseline.lock", timeout=1800):
+        if not built.exists():
+            shutil.rmtree(path, ignore_errors=True)  # a build that failed halfway
+            path.mkdir()
+            repo = Repo.project(path, tiny_params())
+            output = repo.dvc("repro")
+            assert stages_run(output) == ALL_STAGES, output
+            repo.commit("baseline run")
+            built.touch()
+    return Repo(path)
 
 
 def _link_or_copy(source: str, target: str) -> None:

@@ -24,6 +24,10 @@ import yaml
 
 from tests.conftest import copy_project
 
+# One test process for the whole module under `pytest -n`: its module fixtures train or
+# evaluate a tiny run, which two processes would each pay for.
+pytestmark = pytest.mark.xdist_group("distribute")
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA_STAGES = ("sample", "crop", "resize", "pack", "split")
 # Splits the one physical CPU into two logical devices before the stage imports TensorFlow.

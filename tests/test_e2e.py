@@ -91,8 +91,8 @@ def stages_run(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
 
 
-def test_second_repro_runs_nothing(baseline):
-    output = baseline.dvc("repro")
+def test_second_repro_runs_nothing(project_copy):
+    output = project_copy.dvc("repro")
     assert stages_run(output) == set(), output
     assert "didn't change, skipping" in output
 

@@ -35,6 +35,10 @@ from inception_pipeline.runtime import START_UP_NOISE
 from inception_pipeline.synthetic import Object, voc_xml
 from stages import crop, evaluate, pack, resize, sample, split
 
+# One test process for the whole module under `pytest -n`: its module fixtures train or
+# evaluate a tiny run, which two processes would each pay for.
+pytestmark = pytest.mark.xdist_group("predict")
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = Path("data/sample")
 BOX_FIELDS = ("xmin", "ymin", "xmax", "ymax")
