@@ -1,9 +1,13 @@
-"""Pure logic of train, evaluate and report: batches, losses, metrics and the report tables."""
+"""Pure logic of train, evaluate, export and report: batches, losses, metrics, the report tables
+and the export's settings."""
+
+import os
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from inception_pipeline.export import CATCH_ERRORS, _one_graph_through_tf2onnx_passes
 from inception_pipeline.reporting import (
     confusion_counts,
     markdown_table,
@@ -185,3 +189,14 @@ def test_optimizers_and_schedules():
     assert float(schedule(20)) == pytest.approx(0.045 * 0.94)
     cosine = make_optimizer("adam", 0.001, "cosine", steps_per_epoch=10, epochs=2)._learning_rate
     assert float(cosine(20)) == pytest.approx(0.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("before", [None, "TRUE"])
+def test_onnx_conversion_turns_off_tf2onnx_graph_copies_only_while_it_runs(monkeypatch, before):
+    if before is None:
+        monkeypatch.delenv(CATCH_ERRORS, raising=False)
+    else:
+        monkeypatch.setenv(CATCH_ERRORS, before)
+    with _one_graph_through_tf2onnx_passes():
+        assert os.environ[CATCH_ERRORS] == "FALSE"
+    assert os.environ.get(CATCH_ERRORS) == before
