@@ -10,11 +10,11 @@ with ``training=False``.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
 from pathlib import Path
+from unittest import mock
 
 INPUT, OUTPUT = "images", "predictions"
 SIGNATURE = "serving_default"  # the SavedModel signature TF Serving calls by default
@@ -73,17 +73,9 @@ def write_onnx(model, path: Path) -> None:
                                       opset=ONNX_OPSET, output_path=str(path))
 
 
-@contextlib.contextmanager
 def _one_graph_through_tf2onnx_passes():
-    """tf2onnx, unless TF2ONNX_CATCH_ERRORS is set, deep-copies the whole graph, weights
-    included, before each of its optimizer passes, so as to skip a pass that raises. None does
-    on these networks, and the copies took half of the conversion's time (BENCHMARKS.md)."""
-    before = os.environ.get(CATCH_ERRORS)
-    os.environ[CATCH_ERRORS] = "FALSE"
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ[CATCH_ERRORS]
-        else:
-            os.environ[CATCH_ERRORS] = before
+    """TF2ONNX_CATCH_ERRORS set for the duration of a block: otherwise tf2onnx deep-copies the
+    whole graph, weights included, before each of its optimizer passes, so as to skip a pass
+    that raises. None does on these networks, and the copies took half of the conversion's
+    time (BENCHMARKS.md)."""
+    return mock.patch.dict(os.environ, {CATCH_ERRORS: "FALSE"})
