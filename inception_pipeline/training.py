@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 import keras
+import tensorflow as tf
 
 
 @keras.saving.register_keras_serializable(package="inception_pipeline")
@@ -67,6 +68,32 @@ class WarmUp(keras.optimizers.schedules.LearningRateSchedule):
         return cls(config["lr"], config["steps"], after)
 
 
+@keras.saving.register_keras_serializable(package="inception_pipeline")
+class FusedAdam(keras.optimizers.Adam):
+    """Keras' Adam (and AdamW, with ``weight_decay``), each weight's update one
+    ``ResourceApplyAdam`` op: TensorFlow's kernel of the same formula (BENCHMARKS.md, "First
+    epoch").
+
+    Keras writes the update as about 22 graph ops per weight; IR-v2 has 490 weights, so the
+    training step's graph loses about 10,000 ops, which the first epoch traces in Python.
+    Weight decay, the moving average and gradient clipping stay Keras' own (they run around
+    ``update_step``); results match Keras' Adam to float rounding (tests/test_regularisers.py).
+    """
+
+    def update_step(self, gradient, variable, learning_rate):
+        dtype = variable.dtype
+        index = self._get_variable_index(variable)
+        beta_1, beta_2 = keras.ops.cast(self.beta_1, dtype), keras.ops.cast(self.beta_2, dtype)
+        step = keras.ops.cast(self.iterations + 1, dtype)
+        # The handles of this device's copies, also inside a distribution strategy's update.
+        tf.raw_ops.ResourceApplyAdam(
+            var=variable.handle, m=self._momentums[index].value.handle,
+            v=self._velocities[index].value.handle, beta1_power=keras.ops.power(beta_1, step),
+            beta2_power=keras.ops.power(beta_2, step), lr=keras.ops.cast(learning_rate, dtype),
+            beta1=beta_1, beta2=beta_2, epsilon=keras.ops.cast(self.epsilon, dtype),
+            grad=keras.ops.cast(gradient, dtype))
+
+
 def make_optimizer(name: str, lr: float, schedule: str, steps_per_epoch: int, epochs: int,
                    warmup_epochs: float = 0.0, clip_norm: float = 0.0, weight_decay: float = 0.0,
                    ema: float = 0.0):
@@ -75,7 +102,8 @@ def make_optimizer(name: str, lr: float, schedule: str, steps_per_epoch: int, ep
     of at most ``clip_norm`` (0: not clipped).
 
     ``weight_decay`` (0: none) is decoupled from the gradient: each step every weight shrinks
-    by lr x weight_decay x itself (AdamW for adam; Keras' SGD and RMSprop decay the same way);
+    by lr x weight_decay x itself (AdamW for adam, as in Keras' AdamW; Keras' SGD and RMSprop
+    decay the same way);
     ``compile_model`` exempts biases and batch-norm scales and offsets. ``ema`` (0: none) keeps
     an exponential moving average of the weights with that decay (``EmaWeights`` uses it)."""
     warmup = round(warmup_epochs * steps_per_epoch)
@@ -96,8 +124,7 @@ def make_optimizer(name: str, lr: float, schedule: str, steps_per_epoch: int, ep
         options.update(use_ema=True, ema_momentum=ema)
     if name == "rmsprop":  # the paper's settings: decay 0.9, epsilon 1.0
         return keras.optimizers.RMSprop(learning_rate=rate, rho=0.9, epsilon=1.0, **options)
-    adam = keras.optimizers.AdamW if weight_decay else keras.optimizers.Adam
-    optimizer = {"adam": adam, "sgd": keras.optimizers.SGD}[name]
+    optimizer = {"adam": FusedAdam, "sgd": keras.optimizers.SGD}[name]
     return optimizer(learning_rate=rate, **options)
 
 
