@@ -90,6 +90,18 @@ def test_readme_results_are_the_committed_runs():
     assert f"trained from scratch on {number(split['train'])} crops" in " ".join(results.split())
 
 
+def test_benchmarks_epoch_times_are_the_committed_runs():
+    """BENCHMARKS.md's `make repro` section gives the committed run's epoch times."""
+    seconds = [float(row["epoch_seconds"]) for row in read_csv(
+        ROOT / "metrics/train/plots/metrics/train/epoch_seconds.tsv", delimiter="\t")]
+    repro = " ".join(section(text(ROOT / "BENCHMARKS.md"), "`make repro` from a fresh clone")
+                     .split())
+    assert (f"the committed run's epochs took {min(seconds):.0f}-{max(seconds):.0f} s for the "
+            f"same") in repro
+    assert f"{sum(seconds):.0f} s in all, the first {seconds[0]:.0f} s)" in repro
+    assert f"Two runs of the same command at {len(seconds)} epochs" in repro
+
+
 def test_split_sizes_in_the_docs_are_the_committed_split():
     split = read_json("metrics/split.json")
     expected = f"{number(split['train'])} train / {number(split['val'])} val / " \
