@@ -224,7 +224,7 @@ def test_the_defaults_docs_study_derives_from_the_ablation_hold_there():
     """docs/study.md's "How the defaults follow from it": params.yaml trains with flips and over
     more epochs than `base`, up to `longer`'s, exactly `epochs16`'s, because each of those ends
     above `base` in mean validation top-1 at the last epoch on the hard ablation
-    (claims/hard-ablation/report.json);
+    (claims/hard-ablation/report.json), and `epochs14` does not, as study.md says;
     the verdict it gives `longer`'s test top-1 difference is the report's."""
     params = yaml.safe_load(text(ROOT / "params.yaml"))
     report = read_json("claims/hard-ablation/report.json")
@@ -236,8 +236,10 @@ def test_the_defaults_docs_study_derives_from_the_ablation_hold_there():
     assert params["train"]["epochs"] == settings["epochs16"]["params"]["train.epochs"]
     for name in ("longer", "epochs16", "flip"):
         assert settings[name]["val_last"][0] > settings["base"]["val_last"][0], name
+    study = " ".join(text(ROOT / "docs/study.md").split())
+    assert ("`epochs14`, two fewer, does not:" in study) == (
+        settings["epochs14"]["val_last"][0] <= settings["base"]["val_last"][0])
     verdicts = {(c["other"], c["reference"]): c["top1"]["verdict"]
                 for c in report["comparisons"] if c["seeds"]}
-    study = " ".join(text(ROOT / "docs/study.md").split())
     assert ('its test top-1 difference from the baseline has the verdict "better"' in study) == (
         verdicts["longer", "base"] == "better")
