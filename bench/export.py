@@ -2,10 +2,15 @@
 process's peak memory after it.
 
     python bench/export.py DIR     # DIR/data/model/model.keras; writes into a temporary folder
+    python bench/export.py DIR --stage-against REF --reps 3
 
 DIR is a project folder holding a model, such as bench/startup.py's or
 bench/predict_folder.py's after their ``setup``. Peak memory is ``ru_maxrss`` (the largest
 resident set so far), so each step's figure includes the steps before it.
+
+With ``--stage-against REF`` (a checkout of another commit), the whole stage instead:
+``python -m stages.export`` in DIR with this code and with REF's, alternating, each timed
+end to end with its start-up; peak memory is the summed RSS of the stage's processes.
 """
 
 from __future__ import annotations
@@ -13,16 +18,43 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+from data_stages import measure
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def stage_against(folder: Path, ref: Path, reps: int) -> None:
+    """The export stage with this code and with ``ref``'s, alternating, medians of ``reps``."""
+    runs: dict[str, list[tuple[float, int, float]]] = {"this code": [], str(ref): []}
+    for rep in range(reps):
+        for name, code in (("this code", ROOT), (str(ref), ref)):
+            env = {**os.environ, "PYTHONPATH": str(code)}
+            runs[name].append(measure([sys.executable, "-m", "stages.export"], folder, env))
+            wall, peak, cpu = runs[name][-1]
+            print(f"rep {rep}  {name:20} {wall:6.1f} s wall  {cpu:6.1f} CPU s  "
+                  f"peak {peak / 1e9:5.2f} GB  load {os.getloadavg()[0]:.1f}", flush=True)
+    for name, figures in runs.items():
+        wall, peak, cpu = (statistics.median(column) for column in zip(*figures, strict=True))
+        print(f"median  {name:20} {wall:6.1f} s wall  {cpu:6.1f} CPU s  peak {peak / 1e9:5.2f} GB")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", type=Path)
+    parser.add_argument("--stage-against", type=Path, metavar="REF",
+                        help="time the whole stage against REF's instead of each step")
+    parser.add_argument("--reps", type=int, default=3)
     args = parser.parse_args()
+    if args.stage_against:
+        stage_against(args.folder.resolve(), args.stage_against.resolve(), args.reps)
+        return
     os.chdir(args.folder)
     print(f"load {os.getloadavg()[0]:.1f}, {os.cpu_count()} CPUs", flush=True)
     start = time.perf_counter()

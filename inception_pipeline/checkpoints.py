@@ -10,9 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import threading
 from pathlib import Path
 
 import keras
+import numpy as np
 import yaml
 
 from inception_pipeline.errors import PipelineError
@@ -42,16 +44,22 @@ def stage_dependencies(dvc_yaml: Path, stage: str) -> list[Path]:
 class EpochCheckpoint(keras.callbacks.Callback):
     """After every epoch, saves what a killed run needs to resume where it stopped.
 
-    Each checkpoint is a folder ``epoch-NNNN`` (weights with the optimizer's state, the random
-    generators' state, the DVCLive folder so far, and the run's fingerprint), written under a
-    temporary name and renamed into place; older ones are deleted only after that, so a kill
-    at any moment leaves at least one whole checkpoint. A checkpoint whose fingerprint differs
-    from the run's (other params, code or data) is never resumed.
+    Each checkpoint is a folder ``epoch-NNNN``: every variable of the model and its optimizer
+    (``training_state``: weights, batch-norm statistics, random generators, Adam's moments), the
+    DVCLive folder so far, and the run's fingerprint. It is written under a temporary name and
+    renamed into place; older ones are deleted only after that, so a kill at any moment leaves
+    at least one whole checkpoint. A checkpoint whose fingerprint differs from the run's (other
+    params, code or data) is never resumed.
+
+    The variables are copied to memory at the end of the epoch and written to disk in a thread
+    while the next epoch trains: IR-v2's 650 MB took 1.4-2.1 s per epoch to write in line.
     """
 
     def __init__(self, directory: Path, live_dir: Path, fingerprint: str):
         super().__init__()
         self.directory, self.live_dir, self.fingerprint = directory, live_dir, fingerprint
+        self._writer: threading.Thread | None = None
+        self._write_error: BaseException | None = None
 
     def latest(self) -> tuple[int, Path] | None:
         """(epochs done, folder) of the newest checkpoint of this run, if any."""
@@ -69,10 +77,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
             return 0
         epochs_done, folder = found
         model.optimizer.build(model.trainable_variables)
-        self.read(folder / "state.weights.h5", model.load_weights)
-        states = self.read(folder / "state.json", read_json)["seed_generators"]
-        for variable, state in zip(seed_generator_states(model), states, strict=True):
-            variable.assign(state)
+        self.read(folder / STATE, lambda path: load_training_state(model, path))
         if self.live_dir.exists():
             shutil.rmtree(self.live_dir)
         shutil.copytree(folder / "live", self.live_dir)
@@ -83,32 +88,75 @@ class EpochCheckpoint(keras.callbacks.Callback):
         be (a disk filled up, a hand edit) stops the run in one line."""
         try:
             return reader(path)
-        except Exception as err:  # noqa: BLE001 (h5py, Keras and json raise many types)
+        except Exception as err:  # noqa: BLE001 (NumPy, zipfile and json raise many types)
             raise PipelineError(f"{path}: damaged checkpoint, cannot resume from it "
                                 f"({type(err).__name__}); delete {self.directory}/ to train "
                                 f"from epoch 1") from None
 
     def on_epoch_end(self, epoch, logs=None):
-        # Runs after the DVCLive callback, so the copied folder holds this epoch's curves.
-        with atomic_dir(self.directory / f"epoch-{epoch + 1:04d}") as tmp:
-            self.model.save_weights(tmp / "state.weights.h5")
-            shutil.copytree(self.live_dir, tmp / "live")
-            write_json(tmp / "state.json", {
-                "epochs_done": epoch + 1, "fingerprint": self.fingerprint,
-                # A list in the model's order: the variables' paths are not unique.
-                "seed_generators": [v.numpy().tolist()
-                                    for v in seed_generator_states(self.model)]})
-        for folder in self.directory.glob("epoch-*"):
-            if folder.name != f"epoch-{epoch + 1:04d}":
-                shutil.rmtree(folder)
+        # Runs after the DVCLive callback, so the copied curves hold this epoch's.
+        self.wait()  # one write at a time: at most one copy of the variables in memory
+        values = [variable.numpy() for variable in training_state(self.model)]
+        live = {path.relative_to(self.live_dir): path.read_bytes()
+                for path in self.live_dir.rglob("*") if path.is_file()}
+        self._writer = threading.Thread(target=self._write, args=(epoch + 1, values, live),
+                                        name="epoch-checkpoint")
+        self._writer.start()
+
+    def on_train_end(self, logs=None):
+        self.wait()
+
+    def wait(self) -> None:
+        """Wait for the checkpoint being written; raise its error, if writing it failed."""
+        if self._writer is not None:
+            self._writer.join()
+            self._writer = None
+        if self._write_error is not None:
+            error, self._write_error = self._write_error, None
+            raise PipelineError(f"{self.directory}: cannot write the epoch checkpoint "
+                                f"({type(error).__name__}: {error})") from error
+
+    def _write(self, epochs_done: int, values: list, live: dict[Path, bytes]) -> None:
+        name = f"epoch-{epochs_done:04d}"
+        try:
+            with atomic_dir(self.directory / name) as tmp:
+                np.savez(tmp / STATE, *values)
+                (tmp / "live").mkdir()
+                for relative, data in live.items():
+                    (tmp / "live" / relative).parent.mkdir(parents=True, exist_ok=True)
+                    (tmp / "live" / relative).write_bytes(data)
+                write_json(tmp / "state.json", {"epochs_done": epochs_done,
+                                                "fingerprint": self.fingerprint})
+            for folder in self.directory.glob("epoch-*"):
+                if folder.name != name:
+                    shutil.rmtree(folder)
+        except BaseException as err:  # noqa: BLE001 (raised in the training thread by wait)
+            self._write_error = err
 
     def discard(self) -> None:
+        self.wait()
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def seed_generator_states(model: keras.Model) -> list:
-    """The augmentation and dropout layers' random states, which save_weights leaves out."""
-    return [v for v in model.variables if v.path.endswith("seed_generator_state")]
+STATE = "state.npz"  # training_state's values, in its order
+
+
+def training_state(model: keras.Model) -> list:
+    """Every variable a resumed run needs, in a fixed order: the model's (weights, batch-norm
+    statistics, the augmentation and dropout layers' random states) and the optimizer's."""
+    return [*model.variables, *model.optimizer.variables]
+
+
+def load_training_state(model: keras.Model, path: Path) -> None:
+    with np.load(path) as saved:
+        values = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+    variables = training_state(model)
+    if len(values) != len(variables):
+        raise ValueError(f"{len(values)} arrays for {len(variables)} variables")
+    for variable, value in zip(variables, values, strict=True):
+        if tuple(variable.shape) != value.shape:
+            raise ValueError(f"{variable.path}: shape {value.shape}, not {tuple(variable.shape)}")
+        variable.assign(value)
 
 
 class EarlyStop(keras.callbacks.Callback):

@@ -73,6 +73,17 @@ def write_onnx(model, path: Path) -> None:
                                       opset=ONNX_OPSET, output_path=str(path))
 
 
+def write_onnx_of(model_file: Path, path: Path) -> None:
+    """``write_onnx`` of the classifier in ``model_file``, for a process of its own: the export
+    stage runs it beside the SavedModel and TFLite conversions (BENCHMARKS.md)."""
+    from inception_pipeline.runtime import configure_tensorflow
+
+    configure_tensorflow()
+    from models import load_classifier
+
+    write_onnx(inference_model(load_classifier(model_file)), path)
+
+
 def _one_graph_through_tf2onnx_passes():
     """TF2ONNX_CATCH_ERRORS set for the duration of a block: otherwise tf2onnx deep-copies the
     whole graph, weights included, before each of its optimizer passes, so as to skip a pass

@@ -2,9 +2,15 @@
 (inception_pipeline/export.py says what each takes and gives), and export.json, which records
 the sha256 of the .keras file they came from: inception-predict runs the TFLite file only while
 it is the model's.
+
+The ONNX conversion runs in a process of its own beside the other two: each is mostly one
+thread of graph rewriting, and on 2 cores the stage takes about the time of the longest.
 """
 
 from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 
 from inception_pipeline.errors import PipelineError, run
 from inception_pipeline.io import atomic_dir, atomic_path, write_json
@@ -19,7 +25,7 @@ def main() -> None:
         file_sha256,
         inference_model,
         tflite_bytes,
-        write_onnx,
+        write_onnx_of,
         write_saved_model,
     )
     from models import ModelFileError, load_classifier
@@ -28,12 +34,16 @@ def main() -> None:
         model = inference_model(load_classifier(MODEL))
     except ModelFileError as err:
         raise PipelineError(str(err)) from None
-    with atomic_dir(SAVED_MODEL) as tmp:
-        write_saved_model(model, tmp)
-    with atomic_path(TFLITE_MODEL) as tmp:
-        tmp.write_bytes(tflite_bytes(SAVED_MODEL))
-    with atomic_path(ONNX_MODEL) as tmp:
-        write_onnx(model, tmp)
+    # "spawn": a forked child would inherit this process's TensorFlow runtime and its threads.
+    # The pool is left (the child waited for) before the ONNX file is renamed or removed.
+    with (atomic_path(ONNX_MODEL) as onnx_tmp,
+          ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as onnx):
+        onnx_written = onnx.submit(write_onnx_of, MODEL, onnx_tmp)
+        with atomic_dir(SAVED_MODEL) as tmp:
+            write_saved_model(model, tmp)
+        with atomic_path(TFLITE_MODEL) as tmp:
+            tmp.write_bytes(tflite_bytes(SAVED_MODEL))
+        onnx_written.result()  # its error, if any, is raised here
     write_json(EXPORT_INFO, {"model": MODEL.as_posix(), "model_sha256": file_sha256(MODEL),
                              "input": list(model.input_shape[1:]),
                              "classes": model.output_shape[-1]})

@@ -84,8 +84,8 @@ def test_a_bad_tflite_file_is_one_line(project, capsys, content):
 
 
 @pytest.mark.parametrize("name, damage", [
-    ("state.weights.h5", lambda data: data[:len(data) // 2]),
-    ("state.weights.h5", lambda data: b"not HDF5"),
+    ("state.npz", lambda data: data[:len(data) // 2]),
+    ("state.npz", lambda data: b"not a zip file"),
     ("state.json", lambda data: data[:10])], ids=["weights-truncated", "weights-foreign",
                                                    "state-truncated"])
 def test_resume_from_a_damaged_checkpoint_is_one_line(tmp_path, name, damage):

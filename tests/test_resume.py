@@ -2,9 +2,11 @@
 
 import keras
 import numpy as np
+import pytest
 
 from inception_pipeline.batches import Batches
 from inception_pipeline.checkpoints import EpochCheckpoint
+from inception_pipeline.errors import PipelineError
 from inception_pipeline.training import compile_model, make_loss
 from models.layers import augmentation
 
@@ -54,3 +56,21 @@ def test_a_checkpoint_of_other_settings_is_not_resumed(tmp_path):
     other = EpochCheckpoint(tmp_path / "checkpoints", tmp_path / "live", "other settings")
     assert other.restore(tiny_model()) == 0
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_a_checkpoint_that_cannot_be_written_stops_training(tmp_path):
+    """The checkpoint is written in a thread: its failure still ends the run, in one line."""
+    (tmp_path / "checkpoints").write_text("a file where the checkpoints' folder should be")
+    with pytest.raises(PipelineError, match=r"checkpoints: cannot write the epoch checkpoint "):
+        fit(tmp_path, 2)
+
+
+def test_a_checkpoint_of_another_network_is_one_line(tmp_path):
+    fit(tmp_path, 2, stop_after=1)
+    inputs = keras.Input((16, 16, 3), dtype="uint8")
+    other = keras.Model(inputs, keras.layers.Dense(3, name="predictions")(
+        keras.layers.Flatten()(keras.ops.cast(inputs, "float32"))))
+    other.compile(keras.optimizers.Adam(0.01), "categorical_crossentropy")
+    with pytest.raises(PipelineError, match=r"state.npz: damaged checkpoint, cannot resume "
+                                            r"from it \(ValueError\)"):
+        EpochCheckpoint(tmp_path / "checkpoints", tmp_path / "live", "run").restore(other)
