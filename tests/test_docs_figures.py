@@ -278,3 +278,20 @@ def test_the_defaults_docs_study_derives_from_the_ablation_hold_there():
              for c in report["comparisons"] if c["seeds"]}
     assert ("`ema`'s validation curve rises faster" in study) == (
         speed["ema", "base"] == "faster")
+
+
+def test_docs_study_gives_the_demo_grids_flips_verdict():
+    """docs/study.md's sentence on flips on the demo is claims/report.json's comparison."""
+    study = " ".join(text(ROOT / "docs/study.md").split())
+    match = re.search(r"\(`flips` in claims/grid\.yaml\) against `default`: test top-1 difference "
+                      r"([+-]\d\.\d{3}) \[([+-]\d\.\d{3}), ([+-]\d\.\d{3})\] over (\d+) seeds, "
+                      r"\"([a-z ]+)\" \(\[claims/report\.md\]\(\.\./claims/report\.md\)\): "
+                      r"they (do not lose|lose) there", study)
+    assert match, "docs/study.md gives no verdict for flips on the demo"
+    flips, = [c for c in read_json("claims/report.json")["comparisons"]
+              if (c["other"], c["reference"]) == ("flips", "default")]
+    low, high = flips["top1"]["interval"]
+    assert match.groups() == (f"{flips['top1']['difference']:+.3f}", f"{low:+.3f}", f"{high:+.3f}",
+                              str(len(flips["seeds"])),
+                              flips["top1"]["verdict"],
+                              "lose" if flips["top1"]["verdict"] == "worse" else "do not lose")
