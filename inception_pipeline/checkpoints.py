@@ -121,10 +121,11 @@ class EpochCheckpoint(keras.callbacks.Callback):
         try:
             with atomic_dir(self.directory / name) as tmp:
                 np.savez(tmp / STATE, *values)
-                (tmp / "live").mkdir()
+                (tmp / "live").mkdir()  # even for no curves yet: restore copies it
                 for relative, data in live.items():
-                    (tmp / "live" / relative).parent.mkdir(parents=True, exist_ok=True)
-                    (tmp / "live" / relative).write_bytes(data)
+                    copy = tmp / "live" / relative
+                    copy.parent.mkdir(parents=True, exist_ok=True)
+                    copy.write_bytes(data)
                 write_json(tmp / "state.json", {"epochs_done": epochs_done,
                                                 "fingerprint": self.fingerprint})
             for folder in self.directory.glob("epoch-*"):

@@ -255,8 +255,8 @@ def test_the_defaults_docs_study_derives_from_the_ablation_hold_there():
     for name in ("longer", "epochs16", "flip"):
         assert above[name], name
     assert ("`epochs14`, two fewer, does not:" in study) == (not above["epochs14"])
-    verdicts = {(c["other"], c["reference"]): c["top1"]["verdict"]
-                for c in report["comparisons"] if c["seeds"]}
+    comparisons = {(c["other"], c["reference"]): c for c in report["comparisons"] if c["seeds"]}
+    verdicts = {pair: c["top1"]["verdict"] for pair, c in comparisons.items()}
     assert ('its test top-1 difference from the baseline has the verdict "better"' in study) == (
         verdicts["longer", "base"] == "better")
     # The regularisers params.yaml leaves off: each has every planned seed, does not end above
@@ -274,10 +274,8 @@ def test_the_defaults_docs_study_derives_from_the_ablation_hold_there():
         assert f"`{name}`" in study, name
     worse = [name for name in OFF_REGULARISERS if verdicts[name, "base"] == "worse"]
     assert "(" + " and ".join(f"`{name}`" for name in worse) + ' have "worse")' in study, worse
-    speed = {(c["other"], c["reference"]): c["val_area"]["verdict"]
-             for c in report["comparisons"] if c["seeds"]}
     assert ("`ema`'s validation curve rises faster" in study) == (
-        speed["ema", "base"] == "faster")
+        comparisons["ema", "base"]["val_area"]["verdict"] == "faster")
 
 
 def test_docs_study_gives_the_demo_grids_flips_verdict():
